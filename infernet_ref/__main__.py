@@ -1,0 +1,7 @@
+"""``python -m infernet_ref`` runs the ``infernet`` command."""
+
+import sys
+
+from infernet_ref.cli import main
+
+sys.exit(main())
