@@ -1,5 +1,6 @@
 # Task runner. `make test` and `make demo` set everything up first (scripts/setup.sh is idempotent).
 VENV ?= .venv
+export VENV
 BIN := $(VENV)/bin
 PYTEST_ARGS ?=
 
