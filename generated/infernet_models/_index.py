@@ -6,5 +6,8 @@ MODELS: dict[str, str] = {
     "https://infernet.tech/spec/v1/common.schema.json": "infernet_models.common_schema:Common",
     "https://infernet.tech/spec/v1/dht-datagram.schema.json": "infernet_models.dht_datagram_schema:DhtDatagram",
     "https://infernet.tech/spec/v1/job-envelope.schema.json": "infernet_models.job_envelope_schema:JobEnvelope",
+    "https://infernet.tech/spec/v1/job-messages.schema.json": "infernet_models.job_messages_schema:JobMessage",
+    "https://infernet.tech/spec/v1/node-config.schema.json": "infernet_models.node_config_schema:NodeConfig",
+    "https://infernet.tech/spec/v1/node-info.schema.json": "infernet_models.node_info_schema:NodeInfo",
     "https://infernet.tech/spec/v1/nostr-event.schema.json": "infernet_models.nostr_event_schema:NostrEvent",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, RootModel, StrictStr, StringConstraints
+from pydantic import Field, RootModel, StrictInt, StrictStr, StringConstraints
 
 
 class Common(RootModel[Any]):
@@ -20,14 +20,14 @@ class Common(RootModel[Any]):
     ]
 
 
-class Hex32(RootModel[StrictStr]):
+class PublicKeyHex(RootModel[StrictStr]):
     root: Annotated[
         StrictStr,
         Field(
-            description="32 bytes as 64 lower-case hexadecimal characters.",
+            description="A BIP-340 x-only secp256k1 public key: 32 bytes, lower-case hex (NIP-01 `pubkey`).",
             examples=["3bf0c63fcb93463407af97a5e5ee64fa883d107ef9e558472c4eb9aaaefa459d"],
             pattern="^[0-9a-f]{64}$",
-            title="Hex32",
+            title="PublicKeyHex",
         ),
     ]
 
@@ -42,6 +42,19 @@ class Cid(RootModel[StrictStr]):
             min_length=8,
             pattern="^(b[a-z2-7]+|Qm[1-9A-HJ-NP-Za-km-z]{44})$",
             title="Cid",
+        ),
+    ]
+
+
+class ProtocolVersion(RootModel[StrictInt]):
+    root: Annotated[
+        StrictInt,
+        Field(
+            description="The wire (major) protocol version carried by every envelope. This specification defines version 1; see spec/README.md §Versioning.",
+            examples=[1],
+            ge=1,
+            le=65535,
+            title="ProtocolVersion",
         ),
     ]
 
