@@ -1,0 +1,146 @@
+"""Job-protocol messages at the boundary (spec/job.md §Messages).
+
+``parse_message`` turns one text frame from a peer into a :class:`Message`: strict JSON decode
+with size and depth limits, validation of the whole message against
+``job-messages.schema.json`` (envelope plus the ``type`` -> body table), then the typed body
+model generated from the body's ``$defs`` entry. Every failure is a :class:`JobProtocolError`
+carrying the code to answer with (4000, 4004, 4005, 4006). ``build_message`` is the inverse for
+what we send; it validates too, so a local bug never reaches the wire.
+
+The ``type`` -> body table is read from the schema itself (its ``allOf`` of if/then pairs), so
+the schema stays the single source of truth.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from infernet_ref.encoding import canonical_json, json_decode
+from infernet_ref.errors import EncodingError, LocalProtocolError, ValidationError
+from infernet_ref.node.errors import ErrorCode, JobProtocolError
+from infernet_ref.specs import validate_data
+from infernet_ref.specs.registry import default_registry
+
+PROTOCOL_VERSION = 1
+SCHEMA = "job-messages"
+DEFAULT_MAX_MESSAGE_SIZE = 64 * 1024 * 1024
+MAX_DEPTH = 32
+
+
+@functools.cache
+def body_table() -> dict[str, str]:
+    """The ``type`` -> body ``$defs`` name table of job-messages.schema.json."""
+    schema = default_registry().schema(SCHEMA)
+    table: dict[str, str] = {}
+    for part in schema["allOf"]:
+        if "if" not in part:
+            continue
+        msg_type = part["if"]["properties"]["type"]["const"]
+        table[msg_type] = part["then"]["properties"]["body"]["$ref"].rsplit("/", 1)[-1]
+    return table
+
+
+@functools.cache
+def _body_model(def_name: str) -> type[BaseModel]:
+    module = __import__("infernet_models.job_messages_schema", fromlist=[def_name])
+    cls: type[BaseModel] = getattr(module, def_name)
+    return cls
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One validated job-protocol message; ``raw`` is the decoded JSON, ``body`` the typed body."""
+
+    type: str
+    id: str
+    body: Any
+    raw: dict[str, Any]
+    re: str | None = None
+
+    @property
+    def body_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = self.raw["body"]
+        return body
+
+
+def _classify(data: Any, exc: ValidationError) -> JobProtocolError:
+    if isinstance(data, dict):
+        if data.get("v") != PROTOCOL_VERSION and isinstance(data.get("v"), int):
+            return JobProtocolError(
+                f"unsupported protocol version {data.get('v')}", ErrorCode.UNSUPPORTED_VERSION
+            )
+        msg_type = data.get("type")
+        if isinstance(msg_type, str) and msg_type not in body_table() and exc.path == "$.type":
+            return JobProtocolError(
+                f"unknown message type {msg_type[:64]!r}", ErrorCode.UNKNOWN_TYPE
+            )
+    return JobProtocolError(f"invalid message: {exc}", ErrorCode.BAD_REQUEST)
+
+
+def parse_message(frame: str | bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZE) -> Message:
+    """Decode and validate one text frame from a peer (spec/job.md §Messages rules 1-2)."""
+    size = len(frame.encode("utf-8", "surrogatepass")) if isinstance(frame, str) else len(frame)
+    if size > max_size:
+        raise JobProtocolError(
+            f"message of {size} bytes exceeds the limit {max_size}", ErrorCode.TOO_LARGE
+        )
+    try:
+        data = json_decode(frame, max_size=max_size, max_depth=MAX_DEPTH)
+    except EncodingError as exc:
+        raise JobProtocolError(f"message is not valid JSON: {exc}") from exc
+    return message_from_dict(data)
+
+
+def message_from_dict(data: Any) -> Message:
+    """Validate an already-decoded message (spec/job.md §Messages)."""
+    try:
+        validate_data(data, SCHEMA)
+    except ValidationError as exc:
+        raise _classify(data, exc) from exc
+    if data["v"] != PROTOCOL_VERSION:
+        raise JobProtocolError(
+            f"unsupported protocol version {data['v']}", ErrorCode.UNSUPPORTED_VERSION
+        )
+    def_name = body_table()[data["type"]]
+    try:
+        body = _body_model(def_name).model_validate(data["body"])
+    except Exception as exc:  # the schema passed but the model disagrees: report as bad request
+        raise JobProtocolError(f"invalid {data['type']} body: {exc}") from exc
+    return Message(type=data["type"], id=data["id"], body=body, raw=data, re=data.get("re"))
+
+
+def build_message(
+    msg_type: str,
+    msg_id: str,
+    body: dict[str, Any],
+    *,
+    re: str | None = None,
+    ts: int | None = None,
+) -> dict[str, Any]:
+    """Make an envelope dict for ``msg_type``; raises LocalProtocolError if it would be invalid."""
+    msg: dict[str, Any] = {"v": PROTOCOL_VERSION, "type": msg_type, "id": msg_id, "body": body}
+    if re is not None:
+        msg["re"] = re
+    if ts is not None:
+        msg["ts"] = ts
+    try:
+        validate_data(msg, SCHEMA)
+    except ValidationError as exc:
+        raise LocalProtocolError(f"refusing to send an invalid {msg_type}: {exc}") from exc
+    return msg
+
+
+def encode_message(msg: dict[str, Any]) -> str:
+    """Canonical JSON text of an envelope (spec/encoding.md §JSON)."""
+    return canonical_json(msg).decode("utf-8")
+
+
+def error_body(code: ErrorCode | int, message: str, **extra: Any) -> dict[str, Any]:
+    """The body of a ``sys.error``; ``message`` is truncated to the schema's 1024 characters."""
+    body: dict[str, Any] = {"code": int(code), "message": message[:1024]}
+    body.update({k: v for k, v in extra.items() if v is not None})
+    return body
