@@ -1,0 +1,176 @@
+"""The asyncio adapter: a UDP socket (asyncio-dgram) driving :class:`DHTCore` (spec/dht.md §API).
+
+Theory of operation: one receive task feeds every datagram to the core with ``time.time()``; after
+each call the adapter flushes the core's outgoing datagrams, resolves futures for finished
+operations and re-arms a single ``call_later`` for the core's next timer. Public coroutines start
+an operation in the core and await its future. Nothing here interprets the protocol.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import asyncio_dgram
+
+from infernet_ref.dht.ops import LookupResult, PutResult
+from infernet_ref.dht.protocol import DHTConfig, DHTCore
+from infernet_ref.dht.wire import Addr
+from infernet_ref.errors import LocalProtocolError
+
+
+@dataclass(frozen=True, slots=True)
+class NodeContact:
+    """A contact returned by :meth:`DHTNode.find_node`."""
+
+    node_id: bytes
+    host: str
+    port: int
+
+    @property
+    def address(self) -> Addr:
+        return (self.host, self.port)
+
+
+class DHTNode:
+    """A DHT node on a UDP socket (notes/CONTRACTS.md §DHT API)."""
+
+    def __init__(self, core: DHTCore, stream: Any) -> None:
+        self.core = core
+        self._stream = stream
+        self._futures: dict[int, asyncio.Future[Any]] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: float | None = None
+        self._closed = False
+        self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
+
+    @classmethod
+    async def create(cls, secret_key: bytes, host: str = "127.0.0.1", port: int = 0, *,
+                     bootstrap: list[tuple[str, int]] | None = None,
+                     config: DHTConfig | None = None) -> DHTNode:
+        """Bind, then join through ``bootstrap`` (spec/dht.md §Join) when given."""
+        stream = await asyncio_dgram.bind((host, port))
+        core = DHTCore(secret_key, now=time.time(), random_bytes=os.urandom, config=config)
+        node = cls(core, stream)
+        if bootstrap:
+            await node.bootstrap(bootstrap)
+        else:
+            node._flush()
+        return node
+
+    @property
+    def address(self) -> Addr:
+        host, port = self._stream.sockname[:2]
+        return (str(host), int(port))
+
+    @property
+    def node_id(self) -> bytes:
+        return self.core.node_id
+
+    # ---- driving the core --------------------------------------------------------------
+    async def _recv_loop(self) -> None:
+        while True:
+            try:
+                data, addr = await self._stream.recv()
+            except (asyncio_dgram.TransportClosed, asyncio.CancelledError):
+                return
+            except OSError:  # ICMP errors (port unreachable) surface here: a timeout handles them
+                continue
+            self.core.receive_datagram(data, (str(addr[0]), int(addr[1])), time.time())
+            self._flush()
+
+    def _flush(self) -> None:
+        # asyncio-dgram's send() is a coroutine around transport.sendto; the core's output is
+        # produced in bulk, so write it straight through the same transport.
+        transport = self._stream._transport
+        for data, addr in self.core.datagrams_to_send():
+            if not transport.is_closing():
+                transport.sendto(data, addr)
+        for done in self.core.events():
+            fut = self._futures.pop(done.op_id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(done.result)
+        self._arm()
+
+    def _arm(self) -> None:
+        at = self.core.next_timer()
+        if self._closed or at is None:
+            return
+        if self._timer is not None and self._timer_at is not None and self._timer_at <= at:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = at
+        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = self._timer_at = None
+        self.core.handle_timer(time.time())
+        self._flush()
+
+    async def _run(self, op_id: int) -> Any:
+        if self._closed:
+            raise LocalProtocolError("the DHT node is closed")
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._futures[op_id] = fut
+        self._flush()
+        return await fut
+
+    # ---- public API --------------------------------------------------------------------
+    async def bootstrap(self, addrs: list[tuple[str, int]]) -> int:
+        """Join through ``addrs``; returns the routing-table size afterwards."""
+        result: int = await self._run(self.core.bootstrap([(h, p) for h, p in addrs], time.time()))
+        return result
+
+    async def find_node(self, target: bytes, *, paths: int = 1) -> list[NodeContact]:
+        """The k nodes nearest ``target`` that answered (spec/dht.md §Lookups)."""
+        res = await self.lookup(target, paths=paths)
+        return [NodeContact(nid, a[0], a[1]) for nid, a in res.contacts]
+
+    async def lookup(self, target: bytes, *, paths: int = 1) -> LookupResult:
+        """FIND_NODE with statistics."""
+        if len(target) != 32:
+            raise LocalProtocolError("a lookup target is 32 bytes")
+        result: LookupResult = await self._run(self.core.find_node(target, time.time(), paths=paths))
+        return result
+
+    async def get_result(self, key: bytes, *, paths: int = 1, quorum: int | None = None) -> LookupResult:
+        """FIND_VALUE with statistics (spec/dht.md §Get)."""
+        if len(key) != 32:
+            raise LocalProtocolError("a DHT key is 32 bytes")
+        result: LookupResult = await self._run(self.core.get(key, time.time(), paths=paths, quorum=quorum))
+        return result
+
+    async def get(self, key: bytes, *, paths: int = 1) -> list[dict[str, Any]]:
+        """Every valid record stored under ``key``, newest first (spec/dht.md §Get)."""
+        return (await self.get_result(key, paths=paths)).values
+
+    async def put(self, key: bytes, event: dict[str, Any], *, paths: int = 1) -> PutResult:
+        """Store a signed record at the k nearest nodes and keep republishing it (spec/dht.md §Put)."""
+        if len(key) != 32:
+            raise LocalProtocolError("a DHT key is 32 bytes")
+        result: PutResult = await self._run(self.core.put(key, event, time.time(), paths=paths))
+        return result
+
+    async def close(self, *, graceful: bool = True) -> None:
+        """Leave (signed LEAVE to every contact when ``graceful``) and release the socket."""
+        if self._closed:
+            return
+        if graceful:
+            self.core.leave(time.time())
+            self._flush()
+        self._closed = True
+        if self._timer is not None:
+            self._timer.cancel()
+        for fut in self._futures.values():
+            if not fut.done():
+                fut.set_exception(LocalProtocolError("the DHT node was closed"))
+        self._futures.clear()
+        self._stream.close()
+        self._recv_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._recv_task

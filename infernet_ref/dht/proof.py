@@ -1,0 +1,51 @@
+"""Key proofs that bind node IDs to keys (spec/dht.md §Identity; S/Kademlia §4.2).
+
+A node ID is sha256 of the node's x-only secp256k1 public key, so an ID cannot be chosen. A
+contact is believed only after it has signed a fresh challenge: a query carries a 16-byte nonce
+``c``; the response carries ``pk`` and a BIP-340 signature over
+``sha256("infernet/dht/v1/challenge" || 0x00 || c || requester ID)``. A graceful LEAVE is signed
+over ``sha256("infernet/dht/v1/leave" || 0x00 || recipient ID || ts as 8 bytes)``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from coincurve import PrivateKey
+
+from infernet_ref.nostr import schnorr_verify
+
+_CHALLENGE = b"infernet/dht/v1/challenge\x00"
+_LEAVE = b"infernet/dht/v1/leave\x00"
+
+
+def challenge_digest(nonce: bytes, requester_id: bytes) -> bytes:
+    """The 32 bytes a responder signs to answer challenge ``nonce`` (spec/dht.md §Identity)."""
+    return hashlib.sha256(_CHALLENGE + nonce + requester_id).digest()
+
+
+def leave_digest(recipient_id: bytes, ts: int) -> bytes:
+    """The 32 bytes a leaving node signs for one recipient (spec/dht.md §Leave)."""
+    return hashlib.sha256(_LEAVE + recipient_id + ts.to_bytes(8, "big")).digest()
+
+
+class Prover:
+    """Holds the node key (parsed once) and answers challenges."""
+
+    __slots__ = ("_key", "node_id", "public_key")
+
+    def __init__(self, secret_key: bytes) -> None:
+        self._key = PrivateKey(secret_key)
+        self.public_key: bytes = self._key.public_key_xonly.format()
+        self.node_id: bytes = hashlib.sha256(self.public_key).digest()
+
+    def sign(self, digest: bytes, aux: bytes) -> bytes:
+        """BIP-340 signature of a 32-byte digest with caller-supplied aux randomness."""
+        return bytes(self._key.sign_schnorr(digest, aux))
+
+
+def verify_proof(pk: bytes, sig: bytes, digest: bytes) -> bytes | None:
+    """The node ID that ``pk`` proves with ``sig`` over ``digest``, or None (never raises)."""
+    if not schnorr_verify(digest, pk, sig):
+        return None
+    return hashlib.sha256(pk).digest()
