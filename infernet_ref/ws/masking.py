@@ -1,0 +1,49 @@
+"""Client-to-server masking (RFC 6455 §5.3): XOR of the payload with a repeated 4-byte key.
+
+Masking is on the hot path of every frame a client sends and every frame a server receives.
+Two implementations, picked by size from measurements (``benchmarks/bench_ws.py --micro``):
+small payloads XOR as one big Python integer (no per-call numpy overhead), large ones XOR as
+``uint32`` words in numpy (memory bandwidth). Both return new ``bytes``; the input is untouched.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+#: Below this many bytes the big-int XOR is faster than numpy's per-call overhead.
+NUMPY_THRESHOLD = 2048
+
+
+def _mask_int(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    n = len(data)
+    repeated = (key * ((n >> 2) + 1))[:n]
+    value = int.from_bytes(data, "little") ^ int.from_bytes(repeated, "little")
+    return value.to_bytes(n, "little")
+
+
+def _mask_numpy(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    n = len(data)
+    src = np.frombuffer(data, dtype=np.uint8)
+    out = np.empty(n, dtype=np.uint8)
+    words = n >> 2
+    body = words << 2
+    np.bitwise_xor(
+        src[:body].view(np.uint32),
+        np.frombuffer(key, dtype=np.uint32)[0],
+        out=out[:body].view(np.uint32),
+    )
+    if body != n:
+        out[body:] = src[body:] ^ np.frombuffer(key, dtype=np.uint8)[: n - body]
+    return out.tobytes()
+
+
+def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    """Mask or unmask ``data`` with the 4-byte ``key`` (RFC 6455 §5.3; the operation is its own inverse)."""
+    if len(key) != 4:
+        raise ValueError("a masking key is exactly 4 bytes (RFC 6455 §5.3)")
+    n = len(data)
+    if n == 0:
+        return b""
+    if n < NUMPY_THRESHOLD:
+        return _mask_int(data, key)
+    return _mask_numpy(data, key)
