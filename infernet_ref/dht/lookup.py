@@ -61,8 +61,9 @@ class _Path:
 class Lookup:
     """One iterative lookup for ``target`` (spec/dht.md §Lookups)."""
 
-    def __init__(self, target: bytes, *, own_id: bytes, k: int = 20, alpha: int = ALPHA,
-                 paths: int = 1) -> None:
+    def __init__(
+        self, target: bytes, *, own_id: bytes, k: int = 20, alpha: int = ALPHA, paths: int = 1
+    ) -> None:
         if paths < 1 or alpha < 1 or k < 1:
             raise ValueError("paths, alpha and k must be positive")
         self.target = target
@@ -121,7 +122,9 @@ class Lookup:
                     p.in_flight += 1
                     self.queried += 1
                     out.append(c)
-            if all(c.state == CandState.ANSWERED for c in nearest) and (nearest or p.in_flight == 0):
+            if all(c.state == CandState.ANSWERED for c in nearest) and (
+                nearest or p.in_flight == 0
+            ):
                 p.done = True
         return out
 
@@ -133,8 +136,9 @@ class Lookup:
         if c.state == CandState.IN_FLIGHT:
             self.paths[c.path].in_flight -= 1
 
-    def on_response(self, c: Candidate, proven_id: bytes, nodes: list[tuple[bytes, Addr]],
-                    token: bytes | None) -> None:
+    def on_response(
+        self, c: Candidate, proven_id: bytes, nodes: list[tuple[bytes, Addr]], token: bytes | None
+    ) -> None:
         """``c`` answered and proved key ``proven_id``; learn the contacts it returned."""
         if proven_id != c.node_id:
             self.on_fail(c)  # claimed ID was false (spec/dht.md §Identity)
@@ -171,5 +175,8 @@ class Lookup:
 
     def pending(self) -> bool:
         """Whether any query of this lookup is still outstanding (in flight or stalled)."""
-        return any(c.state in (CandState.IN_FLIGHT, CandState.STALLED)
-                   for p in self.paths for c in p.shortlist)
+        return any(
+            c.state in (CandState.IN_FLIGHT, CandState.STALLED)
+            for p in self.paths
+            for c in p.shortlist
+        )

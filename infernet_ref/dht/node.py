@@ -49,9 +49,15 @@ class DHTNode:
         self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
 
     @classmethod
-    async def create(cls, secret_key: bytes, host: str = "127.0.0.1", port: int = 0, *,
-                     bootstrap: list[tuple[str, int]] | None = None,
-                     config: DHTConfig | None = None) -> DHTNode:
+    async def create(
+        cls,
+        secret_key: bytes,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        bootstrap: list[tuple[str, int]] | None = None,
+        config: DHTConfig | None = None,
+    ) -> DHTNode:
         """Bind, then join through ``bootstrap`` (spec/dht.md §Join) when given."""
         stream = await asyncio_dgram.bind((host, port))
         core = DHTCore(secret_key, now=time.time(), random_bytes=os.urandom, config=config)
@@ -105,7 +111,9 @@ class DHTNode:
         if self._timer is not None:
             self._timer.cancel()
         self._timer_at = at
-        self._timer = asyncio.get_running_loop().call_later(max(0.0, at - time.time()), self._on_timer)
+        self._timer = asyncio.get_running_loop().call_later(
+            max(0.0, at - time.time()), self._on_timer
+        )
 
     def _on_timer(self) -> None:
         self._timer = self._timer_at = None
@@ -135,14 +143,20 @@ class DHTNode:
         """FIND_NODE with statistics."""
         if len(target) != 32:
             raise LocalProtocolError("a lookup target is 32 bytes")
-        result: LookupResult = await self._run(self.core.find_node(target, time.time(), paths=paths))
+        result: LookupResult = await self._run(
+            self.core.find_node(target, time.time(), paths=paths)
+        )
         return result
 
-    async def get_result(self, key: bytes, *, paths: int = 1, quorum: int | None = None) -> LookupResult:
+    async def get_result(
+        self, key: bytes, *, paths: int = 1, quorum: int | None = None
+    ) -> LookupResult:
         """FIND_VALUE with statistics (spec/dht.md §Get)."""
         if len(key) != 32:
             raise LocalProtocolError("a DHT key is 32 bytes")
-        result: LookupResult = await self._run(self.core.get(key, time.time(), paths=paths, quorum=quorum))
+        result: LookupResult = await self._run(
+            self.core.get(key, time.time(), paths=paths, quorum=quorum)
+        )
         return result
 
     async def get(self, key: bytes, *, paths: int = 1) -> list[dict[str, Any]]:

@@ -69,8 +69,15 @@ class LookupResult:
 class LookupOp(Operation):
     """Iterative FIND_NODE / FIND_VALUE (spec/dht.md §Lookups)."""
 
-    def __init__(self, target: bytes, *, values: bool = False, paths: int = 1, quorum: int = 0,
-                 then: Callable[[DHTCore, LookupResult, float], None] | None = None) -> None:
+    def __init__(
+        self,
+        target: bytes,
+        *,
+        values: bool = False,
+        paths: int = 1,
+        quorum: int = 0,
+        then: Callable[[DHTCore, LookupResult, float], None] | None = None,
+    ) -> None:
         self.target = target
         self.want_values = values
         self.paths = paths
@@ -83,8 +90,13 @@ class LookupOp(Operation):
 
     def start(self, core: DHTCore, now: float) -> None:
         self.started = now
-        self.lookup = Lookup(self.target, own_id=core.node_id, k=core.config.k,
-                             alpha=core.config.alpha, paths=self.paths)
+        self.lookup = Lookup(
+            self.target,
+            own_id=core.node_id,
+            k=core.config.k,
+            alpha=core.config.alpha,
+            paths=self.paths,
+        )
         seeds = core.table.closest(self.target, core.config.k * self.paths)
         self.lookup.seed([(c.node_id, c.addr) for c in seeds])
         self._pump(core, now)
@@ -110,7 +122,9 @@ class LookupOp(Operation):
         if self.lookup.done or quorum_met:
             self._finish(core, now)
 
-    def _collect(self, core: DHTCore, c: Candidate, body: dict[str, Any], offset: int, now: float) -> None:
+    def _collect(
+        self, core: DHTCore, c: Candidate, body: dict[str, Any], offset: int, now: float
+    ) -> None:
         got = False
         for ev in body.get("values", []):
             try:
@@ -158,22 +172,31 @@ class LookupOp(Operation):
         res = self.lookup.result()
         hops = self.value_hops if self._value_nodes else (max((c.depth for c in res), default=0))
         result = LookupResult(
-            self.target, [(c.node_id, c.addr) for c in res], self._found.get(self.target, now),
-            self.lookup.queried, hops, self.started, now,
-            {c.addr: c.token for c in res if c.token is not None})
+            self.target,
+            [(c.node_id, c.addr) for c in res],
+            self._found.get(self.target, now),
+            self.lookup.queried,
+            hops,
+            self.started,
+            now,
+            {c.addr: c.token for c in res if c.token is not None},
+        )
         if self.want_values and result.values:
             self._cache_on_path(core, res, result.values, now)
         if self.then is not None:
             self.then(core, result, now)
         core.finish(self, result)
 
-    def _cache_on_path(self, core: DHTCore, res: list[Candidate], values: list[dict[str, Any]],
-                       now: float) -> None:
+    def _cache_on_path(
+        self, core: DHTCore, res: list[Candidate], values: list[dict[str, Any]], now: float
+    ) -> None:
         """Paper §2.3: store the value at the nearest node seen that did not return it."""
         for c in res:
             if not c.had_values and c.token is not None:
                 for ev in values[:4]:
-                    core.query(c.addr, Op.STORE, {"key": self.target, "ev": ev}, now, claimed=c.node_id)
+                    core.query(
+                        c.addr, Op.STORE, {"key": self.target, "ev": ev}, now, claimed=c.node_id
+                    )
                 return
 
 
@@ -207,8 +230,14 @@ class PutOp(Operation):
         for node_id, addr in found.contacts:
             if core.peer(addr).token is None:
                 continue
-            req = core.query(addr, Op.STORE, {"key": self.key, "ev": self.event}, now,
-                             owner=self, claimed=node_id)
+            req = core.query(
+                addr,
+                Op.STORE,
+                {"key": self.key, "ev": self.event},
+                now,
+                owner=self,
+                claimed=node_id,
+            )
             if req is not None:
                 self.outstanding += 1
                 self.attempted += 1

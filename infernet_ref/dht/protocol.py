@@ -21,20 +21,18 @@ import itertools
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from infernet_ref.dht import wire
+from infernet_ref.dht import ops, wire
 from infernet_ref.dht.proof import Prover, challenge_digest, verify_proof
 from infernet_ref.dht.ratelimit import RateLimiter
-from infernet_ref.dht.records import RecordValidator
+from infernet_ref.dht.records import RecordError, RecordValidator
 from infernet_ref.dht.routing import RoutingTable, Update
+from infernet_ref.dht.server import handle_query
 from infernet_ref.dht.storage import ValueStore
 from infernet_ref.dht.tokens import TokenIssuer
 from infernet_ref.dht.wire import Addr, Datagram, Kind, Op, WireError
 from infernet_ref.errors import LocalProtocolError
-
-if TYPE_CHECKING:
-    from infernet_ref.dht.ops import Operation
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +86,7 @@ class Request:
     soft: float
     hard: float
     nonce: bytes | None
-    owner: Operation | None
+    owner: ops.Operation | None
     tag: Any = None
     stalled: bool = False
     done: bool = False
@@ -114,19 +112,35 @@ class _Stats:
 class DHTCore:
     """One DHT node's protocol state (spec/dht.md)."""
 
-    def __init__(self, secret_key: bytes, *, now: float, random_bytes: Callable[[int], bytes],
-                 config: DHTConfig | None = None, validator: RecordValidator | None = None) -> None:
+    def __init__(
+        self,
+        secret_key: bytes,
+        *,
+        now: float,
+        random_bytes: Callable[[int], bytes],
+        config: DHTConfig | None = None,
+        validator: RecordValidator | None = None,
+    ) -> None:
         self.config = cfg = config or DHTConfig()
         self.prover = Prover(secret_key)
         self.node_id = self.prover.node_id
         self.random = random_bytes
-        self.table = RoutingTable(self.node_id, k=cfg.k, subnet_limit=cfg.subnet_limit,
-                                  limit_local=cfg.limit_local, now=now)
+        self.table = RoutingTable(
+            self.node_id,
+            k=cfg.k,
+            subnet_limit=cfg.subnet_limit,
+            limit_local=cfg.limit_local,
+            now=now,
+        )
         self.store = ValueStore()
         self.tokens = TokenIssuer(random_bytes, now, cfg.token_rotate)
         self.validator = validator or RecordValidator()
-        self.limiter = RateLimiter(rate=cfg.rate, burst=cfg.burst, global_rate=cfg.global_rate,
-                                   global_burst=cfg.global_burst)
+        self.limiter = RateLimiter(
+            rate=cfg.rate,
+            burst=cfg.burst,
+            global_rate=cfg.global_rate,
+            global_burst=cfg.global_burst,
+        )
         self.peers: OrderedDict[Addr, Peer] = OrderedDict()
         self.pending: dict[bytes, Request] = {}
         self._timers: list[tuple[float, int, bytes]] = []
@@ -134,7 +148,7 @@ class DHTCore:
         self._out: list[tuple[bytes, Addr]] = []
         self._events: list[OpDone] = []
         self._op_ids = itertools.count(1)
-        self.ops: dict[int, Operation] = {}
+        self.running: dict[int, ops.Operation] = {}
         self.admitting: set[Addr] = set()
         self.owned: dict[tuple[bytes, str], dict[str, Any]] = {}
         self.started = now
@@ -166,45 +180,36 @@ class DHTCore:
         self.stats.sent += 1
         self._out.append((data, addr))
 
-    def finish(self, op: Operation, result: Any) -> None:
+    def finish(self, op: ops.Operation, result: Any) -> None:
         """An operation is over; internal ones (id 0) produce no event."""
-        self.ops.pop(op.op_id, None)
+        self.running.pop(op.op_id, None)
         if op.op_id:
             self._events.append(OpDone(op.op_id, result))
 
-    def start(self, op: Operation, now: float, *, internal: bool = False) -> int:
+    def start(self, op: ops.Operation, now: float, *, internal: bool = False) -> int:
         """Run ``op``; returns its id (0 for internal operations, which report nothing)."""
         op.op_id = 0 if internal else next(self._op_ids)
         if op.op_id:
-            self.ops[op.op_id] = op
+            self.running[op.op_id] = op
         op.start(self, now)
         return op.op_id
 
     # ---- API (spec/dht.md §API) --------------------------------------------------------
     def bootstrap(self, addrs: list[Addr], now: float) -> int:
         """Join through ``addrs``; the result is the routing-table size after the self-lookup."""
-        from infernet_ref.dht.ops import BootstrapOp
-
-        return self.start(BootstrapOp(addrs), now)
+        return self.start(ops.BootstrapOp(addrs), now)
 
     def find_node(self, target: bytes, now: float, *, paths: int = 1) -> int:
         """Iterative FIND_NODE; the result is a :class:`~infernet_ref.dht.ops.LookupResult`."""
-        from infernet_ref.dht.ops import LookupOp
-
-        return self.start(LookupOp(target, paths=paths), now)
+        return self.start(ops.LookupOp(target, paths=paths), now)
 
     def get(self, key: bytes, now: float, *, paths: int = 1, quorum: int | None = None) -> int:
         """Iterative FIND_VALUE collecting every valid record (spec/dht.md §Get)."""
-        from infernet_ref.dht.ops import LookupOp
-
         q = self.config.value_quorum if quorum is None else quorum
-        return self.start(LookupOp(key, values=True, paths=paths, quorum=q), now)
+        return self.start(ops.LookupOp(key, values=True, paths=paths, quorum=q), now)
 
     def put(self, key: bytes, event: dict[str, Any], now: float, *, paths: int = 1) -> int:
         """Validate locally, remember for republishing, then store at the k nearest (spec/dht.md §Put)."""
-        from infernet_ref.dht.ops import PutOp
-        from infernet_ref.dht.records import RecordError
-
         try:
             self.validator.validate(key, event, now)
         except RecordError as exc:
@@ -214,13 +219,11 @@ class DHTCore:
             old = self.owned[(old_key, old_id)]
             if (old["pubkey"], old["kind"]) == (event["pubkey"], event["kind"]):
                 del self.owned[(old_key, old_id)]
-        return self.start(PutOp(key, event, paths=paths), now)
+        return self.start(ops.PutOp(key, event, paths=paths), now)
 
     def leave(self, now: float) -> None:
         """Graceful leave (spec/dht.md §Leave)."""
-        from infernet_ref.dht.ops import leave
-
-        leave(self, now)
+        ops.leave(self, now)
 
     # ---- peers and timeouts ------------------------------------------------------------
     def peer(self, addr: Addr) -> Peer:
@@ -262,8 +265,17 @@ class DHTCore:
             self.srtt_all = 0.875 * self.srtt_all + 0.125 * rtt
 
     # ---- sending queries ---------------------------------------------------------------
-    def query(self, addr: Addr, op: str, body: dict[str, Any], now: float, *,
-              owner: Operation | None = None, claimed: bytes | None = None, tag: Any = None) -> Request | None:
+    def query(
+        self,
+        addr: Addr,
+        op: str,
+        body: dict[str, Any],
+        now: float,
+        *,
+        owner: ops.Operation | None = None,
+        claimed: bytes | None = None,
+        tag: Any = None,
+    ) -> Request | None:
         """Send a query; adds our ID, a challenge when the key is unproven, and our token or padding."""
         if len(self.pending) >= self.config.max_pending:
             return None
@@ -279,11 +291,17 @@ class DHTCore:
         while t in self.pending:
             t = self.random(wire.TXID_LEN)
         data = wire.encode(t, Kind.QUERY, op, body)
-        if p.token is None and op in (Op.FIND_NODE, Op.FIND_VALUE) and len(data) < self.config.find_pad_to:
+        if (
+            p.token is None
+            and op in (Op.FIND_NODE, Op.FIND_VALUE)
+            and len(data) < self.config.find_pad_to
+        ):
             body["pad"] = bytes(max(0, self.config.find_pad_to - len(data) - 7))
             data = wire.encode(t, Kind.QUERY, op, body)
         soft = now + self.timeout_for(addr)
-        req = Request(t, addr, op, now, soft, max(soft, now + self.config.hard_timeout), nonce, owner, tag)
+        req = Request(
+            t, addr, op, now, soft, max(soft, now + self.config.hard_timeout), nonce, owner, tag
+        )
         self.pending[t] = req
         heapq.heappush(self._timers, (req.soft, next(self._seq), t))
         self.send_raw(data, addr)
@@ -301,17 +319,23 @@ class DHTCore:
         except WireError as exc:
             self.stats.dropped += 1
             if exc.txid is not None and exc.op is not None:
-                self._reply_error(exc.txid, exc.op, int(exc.code or wire.ErrorCode.PROTOCOL), str(exc),
-                                  addr, len(data))
+                self.reply_error(
+                    exc.txid,
+                    exc.op,
+                    int(exc.code or wire.ErrorCode.PROTOCOL),
+                    str(exc),
+                    addr=addr,
+                    req_size=len(data),
+                )
             return
         if dg.y == Kind.QUERY:
-            from infernet_ref.dht.server import handle_query
-
             handle_query(self, dg, addr, now)
         else:
             self._on_reply(dg, addr, now)
 
-    def _reply_error(self, t: bytes, op: str, code: int, msg: str, addr: Addr, req_size: int) -> None:
+    def reply_error(
+        self, t: bytes, op: str, code: int, msg: str, *, addr: Addr, req_size: int
+    ) -> None:
         data = wire.encode_error(t, op, code, msg)
         limit = self.config.amplification_factor * req_size
         if len(data) > limit:
@@ -338,7 +362,9 @@ class DHTCore:
             proven = None
             if "pk" in body:
                 self.stats.proofs_verified += 1
-                proven = verify_proof(body["pk"], body["sig"], challenge_digest(req.nonce, self.node_id))
+                proven = verify_proof(
+                    body["pk"], body["sig"], challenge_digest(req.nonce, self.node_id)
+                )
             if proven is None or proven != body["id"]:
                 p.node_id = None
                 self._fail(req, now)
@@ -392,7 +418,4 @@ class DHTCore:
             self._fail(req, now)
         if now >= self.next_maintenance and not self.closed:
             self.next_maintenance = now + self.config.maintenance_tick
-            from infernet_ref.dht.ops import maintenance
-
-            maintenance(self, now)
-
+            ops.maintenance(self, now)

@@ -15,8 +15,15 @@ from infernet_ref.dht.wire import Addr
 class RateLimiter:
     """Token buckets keyed by source, plus a global bucket."""
 
-    def __init__(self, *, rate: float, burst: float, global_rate: float, global_burst: float,
-                 max_sources: int = 4096) -> None:
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: float,
+        global_rate: float,
+        global_burst: float,
+        max_sources: int = 4096,
+    ) -> None:
         self.rate = rate
         self.burst = burst
         self.global_rate = global_rate

@@ -21,7 +21,7 @@ from typing import Any
 from infernet_ref.dht.wire import ErrorCode
 from infernet_ref.encoding import json_decode
 from infernet_ref.errors import InfernetError, RemoteProtocolError
-from infernet_ref.nostr import sign_event, verify_event
+from infernet_ref.nostr import public_key, sign_event, verify_event
 from infernet_ref.specs import validate_data
 
 #: notes/CONTRACTS.md event kinds.
@@ -87,7 +87,9 @@ def parse_announcement(event: dict[str, Any]) -> dict[str, Any]:
         info = json_decode(event["content"].encode(), max_size=MAX_EVENT_BYTES)
         validate_data(info, "provider-announcement")
     except InfernetError as exc:
-        raise RecordError(f"announcement content is invalid: {exc}", ErrorCode.INVALID_VALUE) from exc
+        raise RecordError(
+            f"announcement content is invalid: {exc}", ErrorCode.INVALID_VALUE
+        ) from exc
     if not isinstance(info, dict):
         raise RecordError("announcement content is not an object", ErrorCode.INVALID_VALUE)
     return info
@@ -100,12 +102,16 @@ def record_keys(event: dict[str, Any]) -> list[bytes]:
     d = tag_value(event, "d")
     if kind == KIND_PROVIDER:
         if d != node_id.hex():
-            raise RecordError("announcement 'd' tag must be the publisher's node ID", ErrorCode.VALUE_REJECTED)
+            raise RecordError(
+                "announcement 'd' tag must be the publisher's node ID", ErrorCode.VALUE_REJECTED
+            )
         info = parse_announcement(event)
         return [node_record_key(node_id)] + [provider_key(m["cid"]) for m in info["models"]]
     if kind == KIND_CONTENT_PROVIDER:
         if d is None or tag_value(event, "endpoint") is None:
-            raise RecordError("content record needs 'd' (CID) and 'endpoint' tags", ErrorCode.VALUE_REJECTED)
+            raise RecordError(
+                "content record needs 'd' (CID) and 'endpoint' tags", ErrorCode.VALUE_REJECTED
+            )
         return [content_provider_key(d)]
     if kind == KIND_NODE_RECORD:
         if d != "node":
@@ -122,14 +128,18 @@ def expiry_of(event: dict[str, Any]) -> float:
         try:
             exp = min(exp, float(int(tag)))
         except ValueError as exc:
-            raise RecordError("'expiration' tag is not an integer", ErrorCode.INVALID_VALUE) from exc
+            raise RecordError(
+                "'expiration' tag is not an integer", ErrorCode.INVALID_VALUE
+            ) from exc
     return exp
 
 
 class RecordValidator:
     """spec/dht.md §Values validation with a bounded cache of verified signatures."""
 
-    def __init__(self, verify: Callable[[Any], bool] = verify_event, cache_size: int = 8192) -> None:
+    def __init__(
+        self, verify: Callable[[Any], bool] = verify_event, cache_size: int = 8192
+    ) -> None:
         self._verify = verify
         self._cache: OrderedDict[tuple[Any, Any], None] = OrderedDict()
         self._cache_size = cache_size
@@ -155,11 +165,17 @@ class RecordValidator:
         if not isinstance(event, dict):
             raise RecordError("value is not an event object", ErrorCode.INVALID_VALUE)
         if event_size(event) > MAX_EVENT_BYTES:
-            raise RecordError(f"event larger than {MAX_EVENT_BYTES} bytes", ErrorCode.VALUE_REJECTED)
+            raise RecordError(
+                f"event larger than {MAX_EVENT_BYTES} bytes", ErrorCode.VALUE_REJECTED
+            )
         if not self._verified(event):
-            raise RecordError("event id or signature does not verify (NIP-01)", ErrorCode.INVALID_VALUE)
+            raise RecordError(
+                "event id or signature does not verify (NIP-01)", ErrorCode.INVALID_VALUE
+            )
         if event["kind"] not in KINDS:
-            raise RecordError(f"kind {event['kind']} is not stored in the DHT", ErrorCode.VALUE_REJECTED)
+            raise RecordError(
+                f"kind {event['kind']} is not stored in the DHT", ErrorCode.VALUE_REJECTED
+            )
         if event["created_at"] > now + MAX_SKEW:
             raise RecordError("created_at is too far in the future", ErrorCode.VALUE_REJECTED)
         exp = expiry_of(event)
@@ -172,36 +188,56 @@ class RecordValidator:
 
 def _id_matches(event: dict[str, Any]) -> bool:
     try:
-        ser = _dumps([0, event["pubkey"], event["created_at"], event["kind"], event["tags"], event["content"]])
-        return hashlib.sha256(ser.encode()).hexdigest() == event["id"]
+        ser = _dumps(
+            [
+                0,
+                event["pubkey"],
+                event["created_at"],
+                event["kind"],
+                event["tags"],
+                event["content"],
+            ]
+        )
+        return bool(hashlib.sha256(ser.encode()).hexdigest() == event["id"])
     except (TypeError, ValueError, KeyError, UnicodeEncodeError):
         return False
 
 
-def build_announcement(sk: bytes, info: dict[str, Any], *, created_at: int,
-                       ttl: int | None = None) -> dict[str, Any]:
+def build_announcement(
+    sk: bytes, info: dict[str, Any], *, created_at: int, ttl: int | None = None
+) -> dict[str, Any]:
     """A signed kind-38200 provider announcement (spec/dht.md §Provider announcements)."""
-    from infernet_ref.nostr import public_key
-
     validate_data(info, "provider-announcement")
     tags = [["d", node_id_of(public_key(sk)).hex()]]
     tags += [["m", m["cid"]] for m in info["models"]]
     if ttl is not None:
         tags.append(["expiration", str(created_at + ttl)])
     content = _dumps(info)
-    return sign_event({"kind": KIND_PROVIDER, "tags": tags, "content": content, "created_at": created_at}, sk)
+    return sign_event(
+        {"kind": KIND_PROVIDER, "tags": tags, "content": content, "created_at": created_at}, sk
+    )
 
 
-def build_content_record(sk: bytes, cid: str, endpoint: str, *, created_at: int,
-                         ttl: int | None = None) -> dict[str, Any]:
+def build_content_record(
+    sk: bytes, cid: str, endpoint: str, *, created_at: int, ttl: int | None = None
+) -> dict[str, Any]:
     """A signed kind-38201 "this node provides CID" record (spec/dht.md §Keys)."""
     tags = [["d", cid], ["endpoint", endpoint]]
     if ttl is not None:
         tags.append(["expiration", str(created_at + ttl)])
-    return sign_event({"kind": KIND_CONTENT_PROVIDER, "tags": tags, "content": "", "created_at": created_at}, sk)
+    return sign_event(
+        {"kind": KIND_CONTENT_PROVIDER, "tags": tags, "content": "", "created_at": created_at}, sk
+    )
 
 
 def build_node_record(sk: bytes, info: dict[str, Any], *, created_at: int) -> dict[str, Any]:
     """A signed kind-38202 node record; ``info`` is the node-info document (JSON object)."""
-    return sign_event({"kind": KIND_NODE_RECORD, "tags": [["d", "node"]], "content": _dumps(info),
-                       "created_at": created_at}, sk)
+    return sign_event(
+        {
+            "kind": KIND_NODE_RECORD,
+            "tags": [["d", "node"]],
+            "content": _dumps(info),
+            "created_at": created_at,
+        },
+        sk,
+    )

@@ -78,8 +78,16 @@ def _subnet(host: str, limit_local: bool) -> str | None:
 class RoutingTable:
     """k-buckets with LRS eviction, a replacement cache and a subnet limit (spec/dht.md §Routing table)."""
 
-    def __init__(self, own_id: bytes, *, k: int = K, replacement_size: int | None = None,
-                 subnet_limit: int = 2, limit_local: bool = False, now: float = 0.0) -> None:
+    def __init__(
+        self,
+        own_id: bytes,
+        *,
+        k: int = K,
+        replacement_size: int | None = None,
+        subnet_limit: int = 2,
+        limit_local: bool = False,
+        now: float = 0.0,
+    ) -> None:
         self.own_id = own_id
         self.own_int = int.from_bytes(own_id, "big")
         self.k = k
@@ -218,10 +226,16 @@ class RoutingTable:
         if b.pinging == node_id:
             b.pinging = None
 
-    def closest(self, target: bytes, n: int | None = None, *, include_failing: bool = False) -> list[Contact]:
+    def closest(
+        self, target: bytes, n: int | None = None, *, include_failing: bool = False
+    ) -> list[Contact]:
         """The ``n`` (default k) contacts nearest to ``target`` by XOR distance (paper §2.1)."""
         t = int.from_bytes(target, "big")
-        pool = self._index.values() if include_failing else (c for c in self._index.values() if c.fails == 0)
+        pool = (
+            self._index.values()
+            if include_failing
+            else (c for c in self._index.values() if c.fails == 0)
+        )
         return heapq.nsmallest(n or self.k, pool, key=lambda c: c.int_id ^ t)
 
     def deepest_bucket(self) -> int:

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 
 def _contacts_for(core: DHTCore, target: bytes, exclude: bytes) -> list[list[Any]]:
-    out = []
+    out: list[list[Any]] = []
     for c in core.table.closest(target, core.config.k + 1):
         if c.node_id != exclude and len(out) < core.config.k:
             out.append([c.node_id, wire.pack_ip(c.addr[0]), c.addr[1]])
@@ -38,8 +38,11 @@ def _learn_querier(core: DHTCore, node_id: bytes, addr: Addr, now: float) -> Non
     if proven == node_id:
         core.admit(node_id, addr, now)
         return
-    if (addr in core.admitting or len(core.admitting) >= core.config.max_admissions
-            or not core.table.wants(node_id)):
+    if (
+        addr in core.admitting
+        or len(core.admitting) >= core.config.max_admissions
+        or not core.table.wants(node_id)
+    ):
         return
     req = core.query(addr, Op.PING, {}, now, claimed=node_id, tag=("admit", addr))
     if req is not None:
@@ -50,27 +53,46 @@ def handle_query(core: DHTCore, dg: Datagram, addr: Addr, now: float) -> None:
     """Answer ``dg`` from ``addr`` (spec/dht.md §Operations)."""
     body = dg.body
     verified = core.proven_id(addr) == body["id"] or (
-        "tk" in body and core.tokens.check(body["tk"], addr, now))
+        "tk" in body and core.tokens.check(body["tk"], addr, now)
+    )
     try:
         result = _dispatch(core, dg, addr, now, verified)
     except RecordError as exc:
-        core._reply_error(dg.t, dg.op, int(exc.code or ErrorCode.INVALID_VALUE), str(exc), addr, dg.size)
+        core.reply_error(
+            dg.t,
+            dg.op,
+            int(exc.code or ErrorCode.INVALID_VALUE),
+            str(exc),
+            addr=addr,
+            req_size=dg.size,
+        )
         return
     if result is None:
         return
     if isinstance(result, tuple):
         code, msg = result
-        core._reply_error(dg.t, dg.op, code, msg, addr, dg.size)
+        core.reply_error(dg.t, dg.op, code, msg, addr=addr, req_size=dg.size)
         return
     result["id"] = core.node_id
     result["tk"] = core.tokens.issue(addr, now)
     if "c" in body:
         result["pk"] = core.prover.public_key
         result["sig"] = core.prover.sign(challenge_digest(body["c"], body["id"]), core.random(32))
-    limit = wire.MAX_DATAGRAM if verified else min(wire.MAX_DATAGRAM, core.config.amplification_factor * dg.size)
+    limit = (
+        wire.MAX_DATAGRAM
+        if verified
+        else min(wire.MAX_DATAGRAM, core.config.amplification_factor * dg.size)
+    )
     data = _fit(dg, result, limit)
     if data is None:
-        core._reply_error(dg.t, dg.op, ErrorCode.PROTOCOL, "pad the query or present a token", addr, dg.size)
+        core.reply_error(
+            dg.t,
+            dg.op,
+            ErrorCode.PROTOCOL,
+            "pad the query or present a token",
+            addr=addr,
+            req_size=dg.size,
+        )
         return
     core.send_raw(data, addr)
     if dg.op != Op.LEAVE:
@@ -94,8 +116,9 @@ def _fit(dg: Datagram, result: dict[str, Any], limit: int) -> bytes | None:
             return None
 
 
-def _dispatch(core: DHTCore, dg: Datagram, addr: Addr, now: float,
-              verified: bool) -> dict[str, Any] | tuple[int, str] | None:
+def _dispatch(
+    core: DHTCore, dg: Datagram, addr: Addr, now: float, verified: bool
+) -> dict[str, Any] | tuple[int, str] | None:
     body = dg.body
     if dg.op == Op.PING:
         return {}
@@ -107,7 +130,7 @@ def _dispatch(core: DHTCore, dg: Datagram, addr: Addr, now: float,
         off = body.get("o", 0)
         res: dict[str, Any] = {"nodes": _contacts_for(core, key, body["id"])}
         if values:
-            chunk = values[off: off + wire.MAX_VALUES]
+            chunk = values[off : off + wire.MAX_VALUES]
             res["values"] = chunk
             if off + len(chunk) < len(values):
                 res["more"] = True
@@ -125,7 +148,9 @@ def _dispatch(core: DHTCore, dg: Datagram, addr: Addr, now: float,
     return (ErrorCode.UNKNOWN_OP, "unknown operation")
 
 
-def _leave(core: DHTCore, body: dict[str, Any], addr: Addr, now: float) -> dict[str, Any] | tuple[int, str]:
+def _leave(
+    core: DHTCore, body: dict[str, Any], addr: Addr, now: float
+) -> dict[str, Any] | tuple[int, str]:
     """spec/dht.md §Leave: a signed, fresh notice removes the sender from our table."""
     if abs(body["ts"] - now) > MAX_SKEW:
         return (ErrorCode.VALUE_REJECTED, "leave timestamp outside the allowed skew")

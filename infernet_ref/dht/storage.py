@@ -45,8 +45,14 @@ class Stored:
 class ValueStore:
     """Records by key with per-slot replacement, caps and expiry (spec/dht.md §Values)."""
 
-    def __init__(self, *, max_per_key: int = MAX_PER_KEY, max_per_publisher: int = MAX_PER_PUBLISHER,
-                 max_keys: int = MAX_KEYS, max_bytes: int = MAX_BYTES) -> None:
+    def __init__(
+        self,
+        *,
+        max_per_key: int = MAX_PER_KEY,
+        max_per_publisher: int = MAX_PER_PUBLISHER,
+        max_keys: int = MAX_KEYS,
+        max_bytes: int = MAX_BYTES,
+    ) -> None:
         self.max_per_key = max_per_key
         self.max_per_publisher = max_per_publisher
         self.max_keys = max_keys
@@ -124,7 +130,9 @@ class ValueStore:
                 self._drop(key, slot)
                 n += 1
         if len(self._heap) > 4 * max(16, len(self)):  # compact stale heap entries
-            self._heap = [(s.expires_at, k, sl) for k, e in self._data.items() for sl, s in e.items()]
+            self._heap = [
+                (s.expires_at, k, sl) for k, e in self._data.items() for sl, s in e.items()
+            ]
             heapq.heapify(self._heap)
         return n
 

@@ -28,8 +28,9 @@ class TokenIssuer:
 
     __slots__ = ("_current", "_previous", "_random", "_rotate_at", "interval")
 
-    def __init__(self, random_bytes: Callable[[int], bytes], now: float,
-                 interval: float = ROTATE_INTERVAL) -> None:
+    def __init__(
+        self, random_bytes: Callable[[int], bytes], now: float, interval: float = ROTATE_INTERVAL
+    ) -> None:
         self._random = random_bytes
         self.interval = interval
         self._current = random_bytes(32)

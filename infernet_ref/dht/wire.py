@@ -77,8 +77,13 @@ class ErrorCode(IntEnum):
 class WireError(RemoteProtocolError):
     """A peer's datagram broke spec/dht.md §Wire format; ``txid`` is set when it was readable."""
 
-    def __init__(self, message: str, code: int = ErrorCode.PROTOCOL, txid: bytes | None = None,
-                 op: str | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        code: int = ErrorCode.PROTOCOL,
+        txid: bytes | None = None,
+        op: str | None = None,
+    ) -> None:
         super().__init__(message, code)
         self.txid = txid
         self.op = op
@@ -107,12 +112,22 @@ class Datagram:
     size: int
 
 
-def _fail(msg: str, t: bytes | None, op: str | None = None, code: int = ErrorCode.PROTOCOL) -> WireError:
+def _fail(
+    msg: str, t: bytes | None, op: str | None = None, code: int = ErrorCode.PROTOCOL
+) -> WireError:
     return WireError(msg, code, t, op)
 
 
-def _bytes(body: dict[str, Any], key: str, n: int | None, t: bytes, op: str, *,
-           required: bool = True, max_len: int | None = None) -> None:
+def _bytes(
+    body: dict[str, Any],
+    key: str,
+    n: int | None,
+    t: bytes,
+    op: str,
+    *,
+    required: bool = True,
+    max_len: int | None = None,
+) -> None:
     if key not in body:
         if required:
             raise _fail(f"{op} body lacks '{key}'", t, op)
@@ -126,8 +141,16 @@ def _bytes(body: dict[str, Any], key: str, n: int | None, t: bytes, op: str, *,
         raise _fail(f"{op} '{key}' longer than {max_len} bytes", t, op)
 
 
-def _uint(body: dict[str, Any], key: str, lo: int, hi: int, t: bytes, op: str, *,
-          required: bool = True) -> None:
+def _uint(
+    body: dict[str, Any],
+    key: str,
+    bounds: tuple[int, int],
+    t: bytes,
+    op: str,
+    *,
+    required: bool = True,
+) -> None:
+    lo, hi = bounds
     if key not in body:
         if required:
             raise _fail(f"{op} body lacks '{key}'", t, op)
@@ -144,15 +167,31 @@ def _contacts(body: dict[str, Any], t: bytes, op: str) -> None:
     if not isinstance(nodes, list) or len(nodes) > MAX_CONTACTS:
         raise _fail(f"{op} 'nodes' must be a list of at most {MAX_CONTACTS} contacts", t, op)
     for c in nodes:
-        if (not isinstance(c, list) or len(c) != 3 or not isinstance(c[0], bytes)
-                or len(c[0]) != ID_LEN or not isinstance(c[1], bytes) or len(c[1]) not in (4, 16)
-                or not isinstance(c[2], int) or isinstance(c[2], bool) or not 1 <= c[2] <= 65535):
+        if (
+            not isinstance(c, list)
+            or len(c) != 3
+            or not isinstance(c[0], bytes)
+            or len(c[0]) != ID_LEN
+            or not isinstance(c[1], bytes)
+            or len(c[1]) not in (4, 16)
+            or not isinstance(c[2], int)
+            or isinstance(c[2], bool)
+            or not 1 <= c[2] <= 65535
+        ):
             raise _fail(f"{op} has a malformed contact", t, op)
 
 
 def _event_shape(ev: Any, t: bytes, op: str) -> None:
     """Shallow NIP-01 shape check; full validation (id, signature, schema) is records.py's."""
-    if not isinstance(ev, dict) or set(ev) != {"id", "pubkey", "created_at", "kind", "tags", "content", "sig"}:
+    if not isinstance(ev, dict) or set(ev) != {
+        "id",
+        "pubkey",
+        "created_at",
+        "kind",
+        "tags",
+        "content",
+        "sig",
+    }:
         raise _fail(f"{op} value is not a NIP-01 event object", t, op, ErrorCode.INVALID_VALUE)
 
 
@@ -174,7 +213,7 @@ def _check_query(op: str, body: dict[str, Any], t: bytes) -> None:
     if op == Op.LEAVE:
         _bytes(body, "pk", ID_LEN, t, op)
         _bytes(body, "sig", 64, t, op)
-        _uint(body, "ts", 0, 0xFFFFFFFF, t, op)
+        _uint(body, "ts", (0, 0xFFFFFFFF), t, op)
         return
     _bytes(body, "c", NONCE_LEN, t, op, required=False)
     _bytes(body, "tk", None, t, op, required=False, max_len=MAX_TOKEN_LEN)
@@ -183,7 +222,7 @@ def _check_query(op: str, body: dict[str, Any], t: bytes) -> None:
         _bytes(body, "target", ID_LEN, t, op)
     elif op == Op.FIND_VALUE:
         _bytes(body, "key", ID_LEN, t, op)
-        _uint(body, "o", 0, 1024, t, op, required=False)
+        _uint(body, "o", (0, 1024), t, op, required=False)
     elif op == Op.STORE:
         _bytes(body, "key", ID_LEN, t, op)
         _bytes(body, "tk", None, t, op, max_len=MAX_TOKEN_LEN)
@@ -211,13 +250,13 @@ def _check_response(op: str, body: dict[str, Any], t: bytes) -> None:
             _event_shape(ev, t, op)
     if "more" in body and not isinstance(body["more"], bool):
         raise _fail(f"{op} 'more' must be a boolean", t, op)
-    _uint(body, "stored", 0, 1, t, op, required=False)
+    _uint(body, "stored", (0, 1), t, op, required=False)
 
 
 def _check_error(op: str, body: dict[str, Any], t: bytes) -> None:
     if set(body) - {"code", "msg"}:
         raise _fail("ERROR body has unknown fields", t, op)
-    _uint(body, "code", 100, 999, t, op)
+    _uint(body, "code", (100, 999), t, op)
     msg = body.get("msg", "")
     if not isinstance(msg, str) or len(msg) > MAX_MESSAGE_TEXT:
         raise _fail(f"ERROR 'msg' must be text of at most {MAX_MESSAGE_TEXT} characters", t, op)
