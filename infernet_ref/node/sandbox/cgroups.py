@@ -1,0 +1,155 @@
+"""Per-worker control groups for the bubblewrap backend (spec/node-worker.md §Limits).
+
+Theory of operation: bubblewrap confines what a worker *sees*; a control group confines what it
+*uses*. When the host lets us (root, or a delegated subtree), each worker gets its own group
+under the provider's own group with a hard memory limit (the kernel OOM-kills inside the group,
+never the provider), a process-count limit (``pids.max``: a fork bomb stops at the limit) and a
+CPU quota. Both layouts are handled: cgroup v1 (one hierarchy per controller, as on this
+project's CI machines) and v2 (the unified tree). The worker joins its group before ``exec``
+(``join`` runs in the forked child), so bwrap and every descendant are inside from the start.
+Where no group can be made, :func:`create` returns ``None`` and the executor relies on rlimits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from dataclasses import dataclass
+
+ROOT = "/sys/fs/cgroup"
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Cgroup:
+    """One worker's group(s); ``dirs`` holds one folder per v1 controller or the single v2 one."""
+
+    dirs: tuple[str, ...]
+    version: int
+
+    def procs_files(self) -> list[str]:
+        return [os.path.join(d, "cgroup.procs") for d in self.dirs]
+
+    def join(self) -> None:
+        """Move the calling process into the group (called in the child before exec)."""
+        pid = str(os.getpid()).encode()
+        for path in self.procs_files():
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+
+    def oom_killed(self) -> bool:
+        """Whether the kernel OOM-killed something in the group."""
+        for d in self.dirs:
+            for name, key in (("memory.events", "oom_kill"), ("memory.oom_control", "oom_kill")):
+                with contextlib.suppress(OSError, ValueError):
+                    for line in _read(os.path.join(d, name)).splitlines():
+                        parts = line.split()
+                        if len(parts) == 2 and parts[0] == key and int(parts[1]) > 0:
+                            return True
+        return False
+
+    def remove(self) -> None:
+        """Kill anything left in the group and delete it."""
+        for d in self.dirs:
+            with contextlib.suppress(OSError, ValueError):
+                for pid in _read(os.path.join(d, "cgroup.procs")).split():
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.kill(int(pid), 9)
+        for d in self.dirs:
+            for _ in range(50):
+                try:
+                    os.rmdir(d)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    os.sched_yield()
+
+
+def _own_paths() -> dict[str, str]:
+    """Map controller (or '' for v2) to this process's group path, from /proc/self/cgroup."""
+    out: dict[str, str] = {}
+    with contextlib.suppress(OSError):
+        for line in _read("/proc/self/cgroup").splitlines():
+            _, controllers, path = line.split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                out[c] = path
+    return out
+
+
+def _read(path: str) -> str:
+    with open(path) as f:
+        return f.read()
+
+
+def _write(path: str, value: str) -> None:
+    with open(path, "w") as f:
+        f.write(value)
+
+
+def _create_v1(name: str, memory: int, pids: int, cpus: float) -> Cgroup | None:
+    own = _own_paths()
+    dirs: list[str] = []
+    try:
+        for ctl in ("memory", "pids", "cpu"):
+            base = os.path.join(ROOT, ctl)
+            if not os.path.isdir(base) or ctl not in own:
+                if ctl == "cpu":
+                    continue
+                raise OSError(f"no v1 {ctl} controller")
+            d = os.path.join(base + own[ctl], name)
+            os.mkdir(d)
+            dirs.append(d)
+            if ctl == "memory":
+                _write(os.path.join(d, "memory.limit_in_bytes"), str(memory))
+                with contextlib.suppress(OSError):
+                    _write(os.path.join(d, "memory.memsw.limit_in_bytes"), str(memory))
+            elif ctl == "pids":
+                _write(os.path.join(d, "pids.max"), str(pids))
+            else:
+                _write(os.path.join(d, "cpu.cfs_period_us"), str(CPU_PERIOD_US))
+                _write(
+                    os.path.join(d, "cpu.cfs_quota_us"), str(max(1000, int(cpus * CPU_PERIOD_US)))
+                )
+    except OSError:
+        Cgroup(tuple(dirs), 1).remove()
+        return None
+    return Cgroup(tuple(dirs), 1)
+
+
+def _create_v2(name: str, memory: int, pids: int, cpus: float) -> Cgroup | None:
+    parent = os.path.join(ROOT, "infernet-workers")
+    d = os.path.join(parent, name)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        with contextlib.suppress(OSError):
+            _write(os.path.join(ROOT, "cgroup.subtree_control"), "+memory +pids +cpu")
+        _write(os.path.join(parent, "cgroup.subtree_control"), "+memory +pids +cpu")
+        os.mkdir(d)
+        _write(os.path.join(d, "memory.max"), str(memory))
+        with contextlib.suppress(OSError):
+            _write(os.path.join(d, "memory.swap.max"), "0")
+        _write(os.path.join(d, "pids.max"), str(pids))
+        with contextlib.suppress(OSError):
+            _write(
+                os.path.join(d, "cpu.max"),
+                f"{max(1000, int(cpus * CPU_PERIOD_US))} {CPU_PERIOD_US}",
+            )
+    except OSError:
+        Cgroup((d,) if os.path.isdir(d) else (), 2).remove()
+        return None
+    return Cgroup((d,), 2)
+
+
+def create(memory: int, pids: int, cpus: float) -> Cgroup | None:
+    """Make a group for one worker, or return None when this host does not allow it."""
+    name = f"infernet-worker-{secrets.token_hex(6)}"
+    if os.path.exists(os.path.join(ROOT, "cgroup.controllers")):
+        return _create_v2(name, memory, pids, cpus)
+    if os.path.isdir(os.path.join(ROOT, "memory")):
+        return _create_v1(name, memory, pids, cpus)
+    return None
