@@ -1,0 +1,85 @@
+"""Identity layer: NOSTR keys, BIP-340 signatures, NIP-01 events, NIP-19, NIP-42-style auth, NIP-44 v2.
+
+The public names below are the contract other layers and the conformance suite use
+(notes/CONTRACTS.md, spec/nostr.md). Keys and signatures are bytes; events are plain dicts in
+NIP-01 JSON shape.
+"""
+
+from infernet_ref.nostr.errors import (
+    AuthError,
+    Bech32Error,
+    ChunkedError,
+    EventEncodingError,
+    EventError,
+    KeyFileError,
+    KeyFormatError,
+    Nip44DecryptError,
+    Nip44Error,
+    NostrError,
+)
+from infernet_ref.nostr.event import (
+    check_event,
+    event_id,
+    serialize_event,
+    sign_event,
+    verify_event,
+)
+from infernet_ref.nostr.keys import (
+    check_public_key,
+    check_secret_key,
+    generate_secret_key,
+    load_key_file,
+    public_key,
+    save_key_file,
+)
+from infernet_ref.nostr.nip19 import (
+    AddressPointer,
+    EventPointer,
+    Nip19,
+    ProfilePointer,
+    naddr_encode,
+    nevent_encode,
+    nip19_decode,
+    note_encode,
+    nprofile_encode,
+    npub_encode,
+    nsec_encode,
+)
+from infernet_ref.nostr.schnorr import schnorr_sign, schnorr_verify
+
+__all__ = [
+    "AddressPointer",
+    "AuthError",
+    "Bech32Error",
+    "ChunkedError",
+    "EventEncodingError",
+    "EventError",
+    "EventPointer",
+    "KeyFileError",
+    "KeyFormatError",
+    "Nip19",
+    "Nip44DecryptError",
+    "Nip44Error",
+    "NostrError",
+    "ProfilePointer",
+    "check_event",
+    "check_public_key",
+    "check_secret_key",
+    "event_id",
+    "generate_secret_key",
+    "load_key_file",
+    "naddr_encode",
+    "nevent_encode",
+    "nip19_decode",
+    "note_encode",
+    "nprofile_encode",
+    "npub_encode",
+    "nsec_encode",
+    "public_key",
+    "save_key_file",
+    "schnorr_sign",
+    "schnorr_verify",
+    "serialize_event",
+    "sign_event",
+    "verify_event",
+]

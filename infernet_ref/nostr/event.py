@@ -1,0 +1,212 @@
+"""NIP-01 events: canonical serialization, id, signing and verification (spec/nostr.md §Events).
+
+Theory of operation. An event's id is ``sha256`` of the UTF-8 JSON array
+``[0, pubkey, created_at, kind, tags, content]`` written with no whitespace and NIP-01's string
+escaping (``\\n \\" \\\\ \\r \\t \\b \\f``; other C0 controls as lower-case ``\\u00XX``; everything
+else, U+2028/U+2029 included, verbatim). That is exactly ``json.dumps(..., ensure_ascii=False,
+separators=(",", ":"))`` and :func:`infernet_ref.encoding.canonical_json` for this array (a test
+pins the agreement); a lone surrogate has no UTF-8 form and is refused.
+
+Verification has two faces. :func:`check_event` explains: it raises :class:`EventError` naming the
+first broken rule. :func:`verify_event` answers: it returns ``False`` on any hostile input and never
+raises. Both apply the same shape rules, which are a hand-compiled copy of
+``spec/schemas/nostr-event.schema.json`` (a property test checks them against the schema), so the
+hot path needs one regex per hex field, one ``json.dumps``, one ``sha256`` and one libsecp256k1
+verify.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+from typing import Any
+
+from coincurve import PrivateKey, PublicKeyXOnly
+
+from infernet_ref.errors import LocalProtocolError
+from infernet_ref.nostr.errors import EventEncodingError, EventError, KeyFormatError
+from infernet_ref.nostr.keys import check_secret_key
+
+#: Limits copied from nostr-event.schema.json (spec/nostr.md §Events).
+MAX_TAGS = 2000
+MAX_TAG_ITEMS = 64
+MAX_TAG_VALUE = 65536
+MAX_CONTENT = 1 << 20
+MAX_CREATED_AT = 0xFFFFFFFF
+MAX_KIND = 65535
+
+_FIELDS = frozenset(("id", "pubkey", "created_at", "kind", "tags", "content", "sig"))
+_TEMPLATE_FIELDS = frozenset(("pubkey", "created_at", "kind", "tags", "content"))
+_HEX64 = re.compile(r"[0-9a-f]{64}").fullmatch
+_HEX128 = re.compile(r"[0-9a-f]{128}").fullmatch
+_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+_sha256 = hashlib.sha256
+
+
+def _shape_error(ev: Any) -> tuple[str, str] | None:
+    """Return (reason, path) of the first rule of nostr-event.schema.json ``ev`` breaks, or None."""
+    if type(ev) is not dict:
+        return "an event must be a JSON object", "$"
+    if ev.keys() != _FIELDS:
+        missing = sorted(_FIELDS - ev.keys())
+        extra = sorted(k for k in ev if k not in _FIELDS)
+        return f"fields missing {missing} / not allowed {[str(k) for k in extra]}", "$"
+    for name, match in (("id", _HEX64), ("pubkey", _HEX64), ("sig", _HEX128)):
+        value = ev[name]
+        if type(value) is not str or not match(value):
+            return (
+                f"{name} must be {128 if name == 'sig' else 64} lower-case hex characters",
+                f"$.{name}",
+            )
+    for name, top in (("created_at", MAX_CREATED_AT), ("kind", MAX_KIND)):
+        value = ev[name]
+        if type(value) is not int or not 0 <= value <= top:
+            return f"{name} must be an integer in [0, {top}]", f"$.{name}"
+    content = ev["content"]
+    if type(content) is not str or len(content) > MAX_CONTENT:
+        return f"content must be a string of at most {MAX_CONTENT} characters", "$.content"
+    return _tags_error(ev["tags"])
+
+
+def _tags_error(tags: Any) -> tuple[str, str] | None:
+    if type(tags) is not list or len(tags) > MAX_TAGS:
+        return f"tags must be an array of at most {MAX_TAGS} tags", "$.tags"
+    for i, tag in enumerate(tags):
+        if type(tag) is not list or not 0 < len(tag) <= MAX_TAG_ITEMS:
+            return f"a tag must be an array of 1 to {MAX_TAG_ITEMS} strings", f"$.tags[{i}]"
+        for j, item in enumerate(tag):
+            if type(item) is not str or len(item) > MAX_TAG_VALUE:
+                return (
+                    f"a tag item must be a string of at most {MAX_TAG_VALUE} characters",
+                    f"$.tags[{i}][{j}]",
+                )
+    return None
+
+
+def serialize_event(event: dict[str, Any]) -> bytes:
+    """Return the NIP-01 serialization ``[0, pubkey, created_at, kind, tags, content]`` as UTF-8."""
+    try:
+        text = _dumps(
+            [
+                0,
+                event["pubkey"],
+                event["created_at"],
+                event["kind"],
+                event["tags"],
+                event["content"],
+            ]
+        )
+        return text.encode("utf-8")
+    except KeyError as exc:
+        raise EventEncodingError(f"event has no {exc.args[0]!r} field") from exc
+    except UnicodeEncodeError as exc:
+        raise EventEncodingError(
+            f"event holds a lone surrogate (U+{ord(exc.object[exc.start]):04X}); it has no UTF-8 form"
+        ) from exc
+    except (TypeError, ValueError) as exc:
+        raise EventEncodingError(f"event fields are not JSON-serializable: {exc}") from exc
+
+
+def event_id(event: dict[str, Any]) -> str:
+    """Return the NIP-01 id (lower-case hex sha256 of :func:`serialize_event`)."""
+    return _sha256(serialize_event(event)).hexdigest()
+
+
+def finish_event(
+    template: dict[str, Any], key: PrivateKey, aux: bytes | None = None
+) -> dict[str, Any]:
+    """Sign ``template`` with a parsed key; see :func:`sign_event`."""
+    if not isinstance(template, dict):
+        raise LocalProtocolError("an event template must be a dict")
+    extra = set(template) - _TEMPLATE_FIELDS - {"id", "sig"}
+    if extra:
+        raise LocalProtocolError(f"event template has unknown fields {sorted(map(str, extra))}")
+    pubkey = key.public_key_xonly.format().hex()
+    if template.get("pubkey", pubkey) != pubkey:
+        raise LocalProtocolError("template pubkey does not belong to the signing key")
+    tags = template.get("tags", [])
+    if not isinstance(tags, list | tuple) or not all(isinstance(t, list | tuple) for t in tags):
+        raise LocalProtocolError("tags must be a list of lists of strings")
+    event: dict[str, Any] = {
+        "pubkey": pubkey,
+        "created_at": template["created_at"] if "created_at" in template else int(time.time()),
+        "kind": template.get("kind"),
+        "tags": [list(t) for t in tags],
+        "content": template.get("content", ""),
+    }
+    event["id"] = event_id(event)
+    event["sig"] = "0" * 128
+    problem = _shape_error(event)
+    if problem is not None:
+        raise LocalProtocolError(f"cannot sign: {problem[0]} at {problem[1]}")
+    event["sig"] = key.sign_schnorr(
+        bytes.fromhex(event["id"]), aux if aux is not None else b""
+    ).hex()
+    return {k: event[k] for k in ("id", "pubkey", "created_at", "kind", "tags", "content", "sig")}
+
+
+def sign_event(
+    template: dict[str, Any], sk: bytes | str | PrivateKey, *, aux: bytes | None = None
+) -> dict[str, Any]:
+    """Return a signed NIP-01 event from ``template`` (kind, tags, content, optional created_at).
+
+    ``sk`` is 32 bytes, 64 hex characters or a :class:`coincurve.PrivateKey` (parse once, sign
+    many). ``created_at`` defaults to the current time. Raises :class:`LocalProtocolError` for a
+    template that would not make a valid event, :class:`EventEncodingError` for a lone surrogate.
+    """
+    if not isinstance(sk, PrivateKey):
+        sk = PrivateKey(check_secret_key(sk))
+    if aux is not None and len(aux) != 32:
+        raise KeyFormatError("aux_rand must be 32 bytes")
+    return finish_event(template, sk, aux)
+
+
+def check_event(event: Any) -> None:
+    """Check shape, id and signature (NIP-01); raise :class:`EventError` naming the first failure."""
+    problem = _shape_error(event)
+    if problem is not None:
+        raise EventError(*problem)
+    try:
+        digest = _sha256(serialize_event(event)).digest()
+    except EventEncodingError as exc:
+        raise EventError(str(exc), "$") from exc
+    if digest.hex() != event["id"]:
+        raise EventError("id is not sha256 of the event's serialization", "$.id")
+    try:
+        key = PublicKeyXOnly(bytes.fromhex(event["pubkey"]))
+    except ValueError as exc:
+        raise EventError("pubkey is not the x coordinate of a secp256k1 point", "$.pubkey") from exc
+    if not key.verify(bytes.fromhex(event["sig"]), digest):
+        raise EventError("signature does not verify under pubkey", "$.sig")
+
+
+def verify_event(event: Any) -> bool:
+    """Return True iff ``event`` is a well-formed NIP-01 event whose id and signature hold.
+
+    Never raises: hostile input of any type gives ``False``.
+    """
+    try:
+        if _shape_error(event) is not None:
+            return False
+        ser = _dumps(
+            [
+                0,
+                event["pubkey"],
+                event["created_at"],
+                event["kind"],
+                event["tags"],
+                event["content"],
+            ]
+        ).encode()
+        digest = _sha256(ser).digest()
+        if digest.hex() != event["id"]:
+            return False
+        return bool(
+            PublicKeyXOnly(bytes.fromhex(event["pubkey"])).verify(
+                bytes.fromhex(event["sig"]), digest
+            )
+        )
+    except (ValueError, TypeError, RecursionError):
+        return False
