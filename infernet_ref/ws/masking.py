@@ -8,7 +8,20 @@ small payloads XOR as one big Python integer (no per-call numpy overhead), large
 
 from __future__ import annotations
 
-import numpy as np
+from types import ModuleType
+from typing import Any
+
+_np: ModuleType | None = None
+
+
+def _numpy() -> Any:
+    """numpy, imported on first use (it costs ~0.2 s at start-up and small frames never need it)."""
+    global _np  # noqa: PLW0603
+    if _np is None:
+        import numpy  # noqa: PLC0415
+
+        _np = numpy
+    return _np
 
 #: Below this many bytes the big-int XOR is faster than numpy's per-call overhead.
 NUMPY_THRESHOLD = 2048
@@ -22,6 +35,7 @@ def _mask_int(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
 
 
 def _mask_numpy(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
+    np = _numpy()
     n = len(data)
     src = np.frombuffer(data, dtype=np.uint8)
     out = np.empty(n, dtype=np.uint8)
@@ -34,7 +48,8 @@ def _mask_numpy(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     )
     if body != n:
         out[body:] = src[body:] ^ np.frombuffer(key, dtype=np.uint8)[: n - body]
-    return out.tobytes()
+    result: bytes = out.tobytes()
+    return result
 
 
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from infernet_ref.ws.connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Role
-from infernet_ref.ws.errors import HandshakeError
+from infernet_ref.ws.errors import ConnectionClosed, HandshakeError
 from infernet_ref.ws.extensions.deflate import DeflateConfig, PerMessageDeflate
 from infernet_ref.ws.frames import CloseCode
 from infernet_ref.ws.handshake import OriginPolicy, ServerHandshake
@@ -148,6 +148,8 @@ class ServerConnection(WebSocket):
         except asyncio.CancelledError:
             code = CloseCode.GOING_AWAY
             raise
+        except ConnectionClosed:
+            pass  # the peer closed or broke the protocol; already logged by the adapter
         except Exception:
             logger.exception("WebSocket handler failed for %s", self.remote_address)
             code = CloseCode.INTERNAL_ERROR
