@@ -22,10 +22,16 @@ def to_junit(report: RunReport) -> str:
         if suite is None:
             suite = ET.SubElement(suites, "testsuite", name=r.layer)
             by_layer[r.layer] = suite
-        tc = ET.SubElement(suite, "testcase", classname=r.layer, name=r.id, time=f"{r.duration_s:.3f}")
-        ET.SubElement(tc, "properties").append(ET.Element("property", name="section", value=r.section))
+        tc = ET.SubElement(
+            suite, "testcase", classname=r.layer, name=r.id, time=f"{r.duration_s:.3f}"
+        )
+        ET.SubElement(tc, "properties").append(
+            ET.Element("property", name="section", value=r.section)
+        )
         if r.verdict is Verdict.FAIL:
-            ET.SubElement(tc, "failure", message=r.message).text = f"{r.section}: {r.description}\n{r.message}"
+            ET.SubElement(
+                tc, "failure", message=r.message
+            ).text = f"{r.section}: {r.description}\n{r.message}"
         elif r.verdict is Verdict.SKIP:
             ET.SubElement(tc, "skipped", message=r.message)
     for layer, suite in by_layer.items():
@@ -38,7 +44,9 @@ def to_junit(report: RunReport) -> str:
     suites.set("failures", str(counts["fail"]))
     suites.set("skipped", str(counts["skip"]))
     ET.indent(suites)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    return (
+        '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(suites, encoding="unicode") + "\n"
+    )
 
 
 def _cell(text: str) -> str:

@@ -73,7 +73,11 @@ def select(cases: list[Case], patterns: list[str] | None) -> list[Case]:
     out = []
     for c in cases:
         for pat in patterns:
-            if fnmatch.fnmatchcase(c.id, pat) or c.id == pat or c.id.startswith(pat.rstrip(".") + "."):
+            if (
+                fnmatch.fnmatchcase(c.id, pat)
+                or c.id == pat
+                or c.id.startswith(pat.rstrip(".") + ".")
+            ):
                 out.append(c)
                 break
     return out
@@ -96,7 +100,9 @@ async def _run_one(c: Case, target: Target, timeout: float, options: dict[str, A
             verdict, message = Verdict.FAIL, f"error: {tb}"
         else:
             verdict, message = Verdict.PASS, ""
-    return CaseResult(c.id, c.layer, c.section, c.description, verdict, message, time.perf_counter() - start)
+    return CaseResult(
+        c.id, c.layer, c.section, c.description, verdict, message, time.perf_counter() - start
+    )
 
 
 async def run_cases(

@@ -58,7 +58,9 @@ class Target:
                 name, url = "", raw
             parts = urlsplit(url)
             if parts.scheme not in _SCHEMES or not parts.hostname:
-                raise TargetError(f"cannot use target {raw!r}: expected ws://, wss://, udp:// or http:// with a host")
+                raise TargetError(
+                    f"cannot use target {raw!r}: expected ws://, wss://, udp:// or http:// with a host"
+                )
             if parts.port is None:
                 raise TargetError(f"target {raw!r} has no port")
             key = name or _SCHEMES[parts.scheme]

@@ -43,10 +43,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def register(sub: Any) -> None:
-    parser = sub.add_parser("conformance", help="run the black-box conformance suite against a node")
+    parser = sub.add_parser(
+        "conformance", help="run the black-box conformance suite against a node"
+    )
     cmds = parser.add_subparsers(dest="conformance_command", metavar="SUBCOMMAND", required=True)
     p = cmds.add_parser("list", help="list the cases")
-    p.add_argument("--only", action="append", metavar="PATTERN", help="glob or id prefix (repeatable)")
+    p.add_argument(
+        "--only", action="append", metavar="PATTERN", help="glob or id prefix (repeatable)"
+    )
     p.set_defaults(func=_list)
     p = cmds.add_parser("run", help="run cases against --target and write reports")
     p.add_argument(
@@ -57,6 +61,8 @@ def register(sub: Any) -> None:
         help="ws://HOST:PORT, udp://HOST:PORT, http://HOST:PORT or NAME=URL (repeatable)",
     )
     p.add_argument("--report-dir", default="reports/conformance", metavar="DIR")
-    p.add_argument("--only", action="append", metavar="PATTERN", help="glob or id prefix (repeatable)")
+    p.add_argument(
+        "--only", action="append", metavar="PATTERN", help="glob or id prefix (repeatable)"
+    )
     p.add_argument("--timeout", type=float, default=10.0, help="seconds per case (default 10)")
     p.set_defaults(func=_run)

@@ -27,7 +27,10 @@ def _check(args: argparse.Namespace) -> int:
     diff = codegen.check(Path(args.spec_dir), Path(args.out))
     if diff:
         sys.stdout.write(diff)
-        print("\ngenerated/ differs from what spec/ generates: run `infernet spec generate`", file=sys.stderr)
+        print(
+            "\ngenerated/ differs from what spec/ generates: run `infernet spec generate`",
+            file=sys.stderr,
+        )
         return 1
     print("generated/ matches spec/")
     return 0

@@ -80,9 +80,9 @@ def _enc(value: Any, out: bytearray, depth: int) -> None:
                 raise EncodingError("integer does not fit 64 bits")
             _head(1, -1 - value, out)
     elif isinstance(value, bytes | bytearray | memoryview):
-        raw = bytes(value)
-        _head(2, len(raw), out)
-        out += raw
+        blob = bytes(value)
+        _head(2, len(blob), out)
+        out += blob
     elif isinstance(value, str):
         try:
             raw = value.encode("utf-8")
@@ -108,9 +108,9 @@ def _enc(value: Any, out: bytearray, depth: int) -> None:
             items.append((bytes(kb), bytes(vb)))
         items.sort(key=lambda kv: kv[0])
         _head(5, len(items), out)
-        for kb, vb in items:
-            out += kb
-            out += vb
+        for key_bytes, val_bytes in items:
+            out += key_bytes
+            out += val_bytes
     else:
         raise EncodingError(f"{type(value).__name__} has no CBOR form in this protocol")
 
@@ -141,7 +141,9 @@ def _check(value: Any, depth: int) -> None:
                 raise EncodingError(f"map key of type {type(key).__name__} is not allowed")
             _check(val, depth + 1)
         return
-    raise EncodingError(f"CBOR item of type {type(value).__name__} is not allowed (tags are refused)")
+    raise EncodingError(
+        f"CBOR item of type {type(value).__name__} is not allowed (tags are refused)"
+    )
 
 
 def _refuse_tag(_decoder: Any, tag: Any) -> Any:

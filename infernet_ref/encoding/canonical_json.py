@@ -26,7 +26,7 @@ MAX_JSON_DEPTH = 64
 #: Largest integer magnitude that survives a round trip through an IEEE-754 double (JS Number).
 MAX_SAFE_INTEGER = (1 << 53) - 1
 
-_encode_string: Any = json.encoder.encode_basestring  # type: ignore[attr-defined]
+_encode_string: Any = json.encoder.encode_basestring
 
 
 def nip01_string(s: str) -> str:
@@ -79,9 +79,14 @@ def _emit(value: Any, out: list[str], depth: int) -> None:
     elif isinstance(value, str):
         out.append(_encode_string(value))
     elif isinstance(value, int):
-        if abs(value) > MAX_SAFE_INTEGER:
-            raise EncodingError(f"integer {value} is outside the interoperable range ±(2^53-1)")
-        out.append(str(value))
+        if abs(value) <= MAX_SAFE_INTEGER:
+            out.append(str(value))
+        elif abs(value) < 2**1024 and float(value) == value:
+            out.append(_format_number(float(value)))  # RFC 8785: every JSON number is a double
+        else:
+            raise EncodingError(
+                f"integer {value} is not exactly representable as an IEEE-754 double"
+            )
     elif isinstance(value, float):
         out.append(_format_number(value))
     elif isinstance(value, list | tuple):
@@ -96,7 +101,9 @@ def _emit(value: Any, out: list[str], depth: int) -> None:
             if not isinstance(key, str):
                 raise EncodingError(f"object member name {key!r} is not a string")
         out.append("{")
-        for i, key in enumerate(sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))):
+        for i, key in enumerate(
+            sorted(value, key=lambda k: k.encode("utf-16-be", "surrogatepass"))
+        ):
             if i:
                 out.append(",")
             out.append(_encode_string(key))
@@ -114,7 +121,9 @@ def canonical_json(value: Any) -> bytes:
     try:
         return "".join(out).encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise EncodingError(f"string holds a lone surrogate at {exc.start}; it has no UTF-8 form") from exc
+        raise EncodingError(
+            f"string holds a lone surrogate at {exc.start}; it has no UTF-8 form"
+        ) from exc
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -124,6 +133,18 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise EncodingError(f"duplicate object member {key!r}")
         obj[key] = val
     return obj
+
+
+def _parse_int(text: str) -> int | float:
+    """Integers beyond ±(2^53-1) are doubles, as in ECMAScript's JSON.parse (RFC 8785 §3.2.2.3)."""
+    if len(text) <= 20:
+        exact = int(text)
+        if abs(exact) <= MAX_SAFE_INTEGER:
+            return exact
+    value = float(text)
+    if not math.isfinite(value):
+        raise EncodingError(f"number {text[:20]}... overflows a double")
+    return int(value) if abs(value) <= MAX_SAFE_INTEGER else value
 
 
 def _reject_constant(name: str) -> Any:
@@ -158,11 +179,18 @@ def json_decode(
         except UnicodeDecodeError as exc:
             raise EncodingError(f"invalid UTF-8 at byte {exc.start}: {exc.reason}") from exc
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_duplicates,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+        )
     except EncodingError:
         raise
     except json.JSONDecodeError as exc:
-        raise EncodingError(f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from exc
+        raise EncodingError(
+            f"malformed JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
     except (RecursionError, ValueError) as exc:
         raise EncodingError(f"malformed JSON: {exc}") from exc
     _depth(value, max_depth)

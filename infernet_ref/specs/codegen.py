@@ -79,10 +79,22 @@ def _run_generator(spec_dir: Path, out: Path) -> None:
     try:
         found = metadata.version("datamodel-code-generator")
     except metadata.PackageNotFoundError as exc:
-        raise CodegenError("datamodel-code-generator is not installed (pip install -e '.[dev]')") from exc
+        raise CodegenError(
+            "datamodel-code-generator is not installed (pip install -e '.[dev]')"
+        ) from exc
     if found != GENERATOR_VERSION:
-        raise CodegenError(f"datamodel-code-generator {found} found; the spec pins {GENERATOR_VERSION}")
-    cmd = [sys.executable, "-m", "datamodel_code_generator", "--input", str(spec_dir), "--output", str(out)]
+        raise CodegenError(
+            f"datamodel-code-generator {found} found; the spec pins {GENERATOR_VERSION}"
+        )
+    cmd = [
+        sys.executable,
+        "-m",
+        "datamodel_code_generator",
+        "--input",
+        str(spec_dir),
+        "--output",
+        str(out),
+    ]
     proc = subprocess.run([*cmd, *CODEGEN_OPTIONS], capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise CodegenError(f"datamodel-codegen failed:\n{proc.stderr.strip()}")
@@ -102,10 +114,13 @@ def render(spec_dir: Path, dest: Path) -> None:
             body = text[match.end() :] if match else text
             source = match.group("name") if match and module.name != "__init__.py" else None
             digest = _sha256(spec_dir / source) if source else None
-            (dest / module.name).write_text(_header(source, digest) + "\n" + body.lstrip("\n"), encoding="utf-8")
+            (dest / module.name).write_text(
+                _header(source, digest) + "\n" + body.lstrip("\n"), encoding="utf-8"
+            )
     init = dest / "__init__.py"
     init.write_text(
-        _header(None, None) + '"""Typed models generated from the Infernet Protocol specification (spec/schemas)."""\n',
+        _header(None, None)
+        + '"""Typed models generated from the Infernet Protocol specification (spec/schemas)."""\n',
         encoding="utf-8",
     )
     (dest / "py.typed").write_text("", encoding="utf-8")
@@ -116,7 +131,9 @@ def render(spec_dir: Path, dest: Path) -> None:
         shutil.copyfile(path, schemas_out / path.name)
         doc = json.loads(path.read_text(encoding="utf-8"))
         cls = re.sub(r"[^0-9A-Za-z_]", "", doc.get("title", ""))
-        index_lines.append(f'    "{doc["$id"]}": "{PACKAGE_NAME}.{_module_name(path.name)}:{cls}",\n')
+        index_lines.append(
+            f'    "{doc["$id"]}": "{PACKAGE_NAME}.{_module_name(path.name)}:{cls}",\n'
+        )
     (dest / "_index.py").write_text(
         _header(None, None)
         + '"""Map of every schema $id to the generated root model, as module:Class."""\n\n'
@@ -164,5 +181,9 @@ def check(spec_dir: Path = SPEC_SCHEMAS, package_dir: Path = GENERATED_PACKAGE) 
         a = old.get(name, b"").decode("utf-8", "replace").splitlines(keepends=True)
         b = new.get(name, b"").decode("utf-8", "replace").splitlines(keepends=True)
         label = f"generated/{PACKAGE_NAME}/{name}"
-        chunks.extend(difflib.unified_diff(a, b, fromfile=f"{label} (committed)", tofile=f"{label} (from spec)"))
+        chunks.extend(
+            difflib.unified_diff(
+                a, b, fromfile=f"{label} (committed)", tofile=f"{label} (from spec)"
+            )
+        )
     return "".join(chunks)

@@ -40,7 +40,9 @@ class SchemaRegistry:
     models: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_directory(cls, directory: Path, models: dict[str, str] | None = None) -> SchemaRegistry:
+    def from_directory(
+        cls, directory: Path, models: dict[str, str] | None = None
+    ) -> SchemaRegistry:
         schemas: dict[str, dict[str, Any]] = {}
         for path in sorted(directory.glob("*" + SCHEMA_SUFFIX)):
             doc = json.loads(path.read_text(encoding="utf-8"))
@@ -56,14 +58,18 @@ class SchemaRegistry:
         return Registry().with_resources(resources_)
 
     def names(self) -> list[str]:
-        return sorted(sid.removeprefix(SPEC_BASE_URI).removesuffix(SCHEMA_SUFFIX) for sid in self.schemas)
+        return sorted(
+            sid.removeprefix(SPEC_BASE_URI).removesuffix(SCHEMA_SUFFIX) for sid in self.schemas
+        )
 
     def schema(self, name: str) -> dict[str, Any]:
         sid = schema_id(name)
         try:
             return self.schemas[sid]
         except KeyError:
-            raise LocalProtocolError(f"no schema {name!r}; known: {', '.join(self.names())}") from None
+            raise LocalProtocolError(
+                f"no schema {name!r}; known: {', '.join(self.names())}"
+            ) from None
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - the registry lives as long as the process
     def validator(self, name: str, pointer: str = "") -> Draft202012Validator:
@@ -82,7 +88,9 @@ class SchemaRegistry:
         sid = schema_id(name)
         target = self.models.get(sid)
         if target is None:
-            raise LocalProtocolError(f"schema {name!r} has no generated model; run `infernet spec generate`")
+            raise LocalProtocolError(
+                f"schema {name!r} has no generated model; run `infernet spec generate`"
+            )
         module_name, _, cls_name = target.partition(":")
         return getattr(importlib.import_module(module_name), cls_name)
 

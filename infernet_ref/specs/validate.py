@@ -29,7 +29,9 @@ def json_path(parts: Any) -> str:
     return out
 
 
-def _best(errors: list[jsonschema.exceptions.ValidationError]) -> jsonschema.exceptions.ValidationError:
+def _best(
+    errors: list[jsonschema.exceptions.ValidationError],
+) -> jsonschema.exceptions.ValidationError:
     best = jsonschema.exceptions.best_match(errors)
     assert best is not None
     return best
@@ -48,7 +50,9 @@ def validate_data(
     errors = list(validator.iter_errors(data))
     if errors:
         err = _best(errors)
-        raise ValidationError(err.message, path=json_path(err.absolute_path), schema=schema_id(schema))
+        raise ValidationError(
+            err.message, path=json_path(err.absolute_path), schema=schema_id(schema)
+        )
 
 
 def validate(
@@ -69,7 +73,11 @@ def validate(
     model_cls = reg.model(schema)
     try:
         model: BaseModel = model_cls.model_validate(data)
-    except PydanticValidationError as exc:  # the schema passed but the model disagrees: a codegen gap
+    except (
+        PydanticValidationError
+    ) as exc:  # the schema passed but the model disagrees: a codegen gap
         first = exc.errors()[0]
-        raise ValidationError(first["msg"], path=json_path(first["loc"]), schema=schema_id(schema)) from exc
+        raise ValidationError(
+            first["msg"], path=json_path(first["loc"]), schema=schema_id(schema)
+        ) from exc
     return model
