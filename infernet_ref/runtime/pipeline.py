@@ -1,0 +1,240 @@
+"""Pipeline stages: layers ``[a, b)`` with a per-session paged KV cache (spec/runtime.md §5).
+
+Theory of operation: a :class:`PipelineStage` owns one slice of the model, one paged KV cache
+for its layers and a :class:`~infernet_ref.runtime.kv_cache.BlockManager` whose sequences are
+*sessions*. :meth:`PipelineStage.forward` is the whole wire contract: activation-frame bytes in
+(spec §5.1), activation-frame bytes out. A session is opened by its first frame (position 0)
+and must then arrive in order — each frame's ``position`` equals the tokens the stage already
+holds for it — until :meth:`close_session`. The first stage takes ``input_ids``, the others
+``hidden_states`` of width ``hidden_size``; the last stage answers with the fp32 logits of the
+frame's last token. Sampling happens outside (:func:`generate_pipeline`), so a pipeline is a
+chain of ``bytes -> bytes`` callables that may be local objects, other processes
+(:func:`serve_stage`) or remote nodes. Every check runs before the forward: a frame that is
+malformed, out of order, too long for the context, or carrying NaN is refused with a typed
+error and the session's cache is left as it was.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infernet_ref.runtime.engine import check_finite, make_batch, profile_kv_budget
+from infernet_ref.runtime.errors import (
+    FrameError,
+    InfernetError,
+    NumericalError,
+    OutOfKVBlocks,
+    PromptTooLong,
+    RequestError,
+)
+from infernet_ref.runtime.frames import (
+    DEFAULT_MAX_FRAME_BYTES,
+    ActivationFrame,
+    decode_frame,
+    encode_frame,
+)
+from infernet_ref.runtime.kv_cache import BlockManager, PagedKVCache
+from infernet_ref.runtime.model import Transformer
+from infernet_ref.runtime.sampling import SamplingParams, make_generator, sample
+
+StageFn = Callable[[bytes], bytes]
+
+
+class PipelineStage:
+    """One stage of a pipeline; ``forward(bytes) -> bytes`` is its network API (spec §5.4)."""
+
+    def __init__(
+        self,
+        model: Transformer,
+        *,
+        num_blocks: int,
+        block_size: int = 16,
+        max_sessions: int = 64,
+        wire_dtype: torch.dtype | None = None,
+        max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    ) -> None:
+        cfg = model.config
+        self.model, self.config = model, cfg
+        self.layer_range, self.is_first, self.is_last = model.layer_range, model.is_first, model.is_last
+        self.device = next(model.parameters()).device
+        self.cache = PagedKVCache(model.num_local_layers, num_blocks, block_size,
+                                  cfg.num_key_value_heads, cfg.head_dim, model.dtype, self.device)
+        self.blocks = BlockManager(num_blocks, block_size, watermark=0.0)
+        self.max_sessions, self.wire_dtype, self.max_frame_bytes = max_sessions, wire_dtype, max_frame_bytes
+        self.last_forward_seconds = 0.0
+
+    @classmethod
+    def load(
+        cls,
+        model_dir: str | Path,
+        layer_range: tuple[int, int],
+        *,
+        dtype: str | torch.dtype | None = None,
+        device: str | torch.device = "cpu",
+        num_blocks: int | None = None,
+        block_size: int = 16,
+        kv_fraction: float = 0.5,
+        tp_group: Any = None,
+        **kwargs: Any,
+    ) -> PipelineStage:
+        """Load only the stage's layers (and only this TP rank's slices when ``tp_group``)."""
+        from infernet_ref.runtime import tp
+        from infernet_ref.runtime.loader import load_model
+
+        if tp_group is not None:
+            model = tp.load_sharded(model_dir, tp_group, dtype=dtype, device=device,
+                                    layer_range=layer_range)
+        else:
+            model = load_model(model_dir, dtype=dtype, device=device, layer_range=layer_range)
+        if num_blocks is None:
+            num_blocks = profile_kv_budget(model, block_size=block_size, fraction=kv_fraction).num_blocks
+        return cls(model, num_blocks=num_blocks, block_size=block_size, **kwargs)
+
+    @property
+    def sessions(self) -> list[str]:
+        return [s for s in self.blocks._tables if isinstance(s, str)]
+
+    def close_session(self, session: str) -> None:
+        """Free a session's KV blocks (idempotent)."""
+        self.blocks.free(session)
+
+    def forward(self, data: bytes) -> bytes:
+        """Run one frame through the stage: frame bytes in, frame bytes out (spec §5.4)."""
+        out = self.forward_frame(decode_frame(data, max_size=self.max_frame_bytes))
+        return encode_frame(out, self.wire_dtype)
+
+    def _check(self, frame: ActivationFrame) -> None:
+        want = "input_ids" if self.is_first else "hidden_states"
+        if frame.kind != want:
+            raise FrameError(f"stage {self.layer_range} takes {want!r}, got {frame.kind!r}")
+        t = frame.tensor
+        if self.is_first and not bool(((t >= 0) & (t < self.config.vocab_size)).all()):
+            raise FrameError(f"input_ids must be in [0, {self.config.vocab_size})")
+        if not self.is_first:
+            if t.shape[1] != self.config.hidden_size:
+                raise FrameError(f"hidden_states width {t.shape[1]} != {self.config.hidden_size}")
+            if not bool(torch.isfinite(t).all()):
+                raise FrameError("hidden_states contain NaN or Inf")
+        known = frame.session in self.blocks
+        held = self.blocks.length(frame.session) if known else 0
+        if frame.position != held:
+            raise FrameError(
+                f"session {frame.session!r} holds {held} tokens, frame starts at {frame.position}"
+            )
+        end = frame.position + frame.num_tokens
+        if end > self.config.max_position_embeddings:
+            raise PromptTooLong(f"session {frame.session!r} would reach {end} tokens, "
+                                f"context is {self.config.max_position_embeddings}")
+        if not known and len(self.sessions) >= self.max_sessions:
+            raise OutOfKVBlocks(f"stage holds the maximum of {self.max_sessions} sessions")
+        grow = self.blocks.blocks_for(end) - (len(self.blocks.block_table(frame.session)) if known else 0)
+        if grow > self.blocks.num_free_blocks:
+            raise OutOfKVBlocks(f"session {frame.session!r} needs {grow} more KV blocks, "
+                                f"{self.blocks.num_free_blocks} free")
+
+    @torch.inference_mode()
+    def forward_frame(self, frame: ActivationFrame) -> ActivationFrame:
+        """The typed twin of :meth:`forward`."""
+        self._check(frame)
+        s, n = frame.session, frame.num_tokens
+        slots = self.blocks.append(s, n) if s in self.blocks else self.blocks.allocate(s, n)
+        length = self.blocks.length(s)
+        batch = make_batch([list(range(frame.position, length))], slots,
+                           [self.blocks.block_table(s)], [length], self.device)
+        x = frame.tensor.to(self.device)
+        x = x.long().unsqueeze(0) if self.is_first else x.to(self.model.dtype).unsqueeze(0)
+        start = time.perf_counter()
+        try:
+            out = self.model(x, batch, self.cache.layers)[0]  # (V,) or (T, C)
+            check_finite(out, "logits" if self.is_last else "hidden states")
+        except NumericalError:
+            self.close_session(s)
+            raise
+        self.last_forward_seconds = time.perf_counter() - start
+        kind = "logits" if self.is_last else "hidden_states"
+        return ActivationFrame(s, frame.position, kind, out.cpu())
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineResult:
+    output: list[int]
+    finish_reason: str
+    seed: int
+    prefill_seconds: float
+    decode_seconds: float
+
+
+def generate_pipeline(
+    stages: Sequence[StageFn],
+    prompt: Sequence[int],
+    params: SamplingParams,
+    *,
+    session: str = "s0",
+    eos_token_ids: Sequence[int] = (),
+    wire_dtype: torch.dtype | None = None,
+) -> PipelineResult:
+    """Drive a chain of stages (each ``bytes -> bytes``) and sample each next token (spec §5.5)."""
+    gen, seed = make_generator(params.seed)
+    ids, out, reason = list(prompt), [], "length"
+    timings = [0.0, 0.0]
+    pos = 0
+    while len(out) < params.max_tokens:
+        start = time.perf_counter()
+        frame = ActivationFrame(session, pos, "input_ids", torch.tensor(ids, dtype=torch.int64))
+        data = encode_frame(frame, wire_dtype)
+        for stage in stages:
+            data = stage(data)
+        result = decode_frame(data)
+        if result.kind != "logits":
+            raise FrameError(f"the last stage answered {result.kind!r}, not logits")
+        token = int(sample(result.tensor.unsqueeze(0), [params], [gen])[0])
+        timings[0 if pos == 0 else 1] += time.perf_counter() - start
+        pos += len(ids)
+        out.append(token)
+        ids = [token]
+        if token in params.stop_token_ids:
+            reason = "stop"
+            break
+        if token in eos_token_ids and not params.ignore_eos:
+            reason = "eos"
+            break
+    return PipelineResult(out, reason, seed, timings[0], timings[1])
+
+
+def serve_stage(conn: Any, model_dir: str, layer_range: tuple[int, int], dtype: str | None,
+                num_blocks: int) -> None:
+    """Child-process loop: frame bytes in over ``conn``, frame bytes (or an error) out.
+
+    Replies are ``b"OK" + frame`` or ``b"ER" + message``; an empty message ends the loop.
+    """
+    torch.set_num_threads(1)
+    stage = PipelineStage.load(model_dir, layer_range, dtype=dtype, num_blocks=num_blocks)
+    conn.send_bytes(b"OK")
+    while True:
+        data = conn.recv_bytes()
+        if not data:
+            break
+        try:
+            conn.send_bytes(b"OK" + stage.forward(data))
+        except InfernetError as exc:
+            conn.send_bytes(b"ER" + f"{type(exc).__name__}: {exc}".encode())
+    conn.close()
+
+
+def remote_stage(conn: Any) -> StageFn:
+    """A ``bytes -> bytes`` callable that forwards to a :func:`serve_stage` process."""
+
+    def call(data: bytes) -> bytes:
+        conn.send_bytes(data)
+        reply: bytes = conn.recv_bytes()
+        if reply[:2] != b"OK":
+            raise RequestError(f"remote stage failed: {reply[2:].decode(errors='replace')}")
+        return reply[2:]
+
+    return call
