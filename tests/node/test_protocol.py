@@ -126,7 +126,8 @@ def test_bad_auth_is_fatal_4002(kwargs: dict[str, object], why: str) -> None:
     server.data_to_send()
     args: dict[str, object] = {"challenge": "c" * 24} | kwargs
     ev = server.receive_text(_response(generate_secret_key(), **args), T0)  # type: ignore[arg-type]
-    assert isinstance(ev[0], ProtocolViolation) and ev[0].code == 4002, why
+    assert isinstance(ev[0], ProtocolViolation), why
+    assert ev[0].code == 4002, why
     assert isinstance(ev[-1], CloseRequested)
     assert ev[-1].code == 1008
     assert server.state is ConnState.CLOSED
