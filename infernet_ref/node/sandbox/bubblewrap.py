@@ -26,6 +26,7 @@ from collections.abc import Callable
 from infernet_ref.node.sandbox import cgroups
 from infernet_ref.node.sandbox.handle import ProcessWorkerHandle, wait_ready
 from infernet_ref.node.sandbox.mounts import (
+    USR_LINKS,
     model_source,
     mount_plan,
     python_argv,
@@ -129,9 +130,10 @@ def available() -> bool:
     path = bwrap_path()
     if path is None:
         return False
+    links = [a for link, target in USR_LINKS.items() for a in ("--symlink", target, link)]
     try:
         done = subprocess.run(
-            [path, "--unshare-all", "--ro-bind", "/usr", "/usr", "--", "/usr/bin/true"],
+            [path, "--unshare-all", "--ro-bind", "/usr", "/usr", *links, "--", "/usr/bin/true"],
             capture_output=True,
             timeout=10,
             check=False,
