@@ -214,15 +214,9 @@ def test_unixfs_roundtrip_and_errors() -> None:
     enc = encode_unixfs(f)
     assert enc == b"\x08\x02\x18\x85\x80\x40\x20\x80\x80\x40\x20\x05"
     got = decode_unixfs(enc)
-    assert (
-        got.type == DataType.FILE
-    )
-    assert (
-        got.blocksizes == (1 << 20, 5)
-    )
-    assert (
-        got.file_size() == (1 << 20) + 5
-    )
+    assert got.type == DataType.FILE
+    assert got.blocksizes == (1 << 20, 5)
+    assert got.file_size() == (1 << 20) + 5
     assert encode_unixfs(UnixFSData(DataType.DIRECTORY)) == b"\x08\x01"
     for bad in [
         b"",
