@@ -4,6 +4,8 @@
 
 MODELS: dict[str, str] = {
     "https://infernet.tech/spec/v1/common.schema.json": "infernet_models.common_schema:Common",
+    "https://infernet.tech/spec/v1/content-block-header.schema.json": "infernet_models.content_block_header_schema:ContentBlockHeader",
+    "https://infernet.tech/spec/v1/content-messages.schema.json": "infernet_models.content_messages_schema:ContentMessage",
     "https://infernet.tech/spec/v1/dht-datagram.schema.json": "infernet_models.dht_datagram_schema:DhtDatagram",
     "https://infernet.tech/spec/v1/job-envelope.schema.json": "infernet_models.job_envelope_schema:JobEnvelope",
     "https://infernet.tech/spec/v1/job-messages.schema.json": "infernet_models.job_messages_schema:JobMessage",
