@@ -102,16 +102,21 @@ def test_disk_full_is_a_store_error_and_keeps_committed_state(tmp_path: Path) ->
     new(s)
     pages = s._db.execute("PRAGMA page_count").fetchone()[0]
     s._db.execute(f"PRAGMA max_page_count={pages}")
-    with pytest.raises(StoreError, match="full"):
+
+    def fill() -> None:
         for i in range(200):
+            params = {"pad": "x" * 4000}
             s.create_job(
                 f"j-big-{i:04d}",
                 role="aggregator",
                 owner=PK,
                 model="bafkqaaa",
-                params={"pad": "x" * 4000},
+                params=params,
                 now=1.0,
             )
+
+    with pytest.raises(StoreError, match="full"):
+        fill()
     s._db.execute("PRAGMA max_page_count=1073741823")
     assert s.get_job("j-00000001", "aggregator").state is JobState.QUEUED
 
