@@ -29,6 +29,7 @@ PAYLOAD_PREFIX = struct.Struct(">Q")  # spec/node-worker.md §Framing: payload l
 DEFAULT_MAX_HEADER = 1 << 20  # 1 MiB of JSON is far more than any op needs
 DEFAULT_MAX_PAYLOAD = 1 << 30  # 1 GiB: the largest activation block a stage may forward
 MAX_HEADER_DEPTH = 16
+MAX_SAFE_INT = (1 << 53) - 1
 
 
 class FramingError(RemoteProtocolError):
@@ -59,6 +60,8 @@ def encode_frame(
         raise LocalProtocolError(f"frame header is not encodable: {exc}") from exc
     if len(head) > max_header:
         raise LocalProtocolError(f"frame header of {len(head)} bytes exceeds {max_header}")
+    if not _exact_ints(header):
+        raise LocalProtocolError("frame header holds an integer outside ±(2^53-1)")
     if len(payload) > max_payload:
         raise LocalProtocolError(f"frame payload of {len(payload)} bytes exceeds {max_payload}")
     return b"".join(
@@ -121,6 +124,21 @@ class FrameDecoder:
         payload = bytes(buf[body_at + PAYLOAD_PREFIX.size : end])
         del buf[:end]
         return Frame(header, payload)
+
+
+def _exact_ints(value: object, depth: int = 0) -> bool:
+    """True when every integer in ``value`` is exactly representable (spec/encoding.md)."""
+    if depth > MAX_HEADER_DEPTH:
+        return False
+    if isinstance(value, bool) or value is None or isinstance(value, str | float):
+        return True
+    if isinstance(value, int):
+        return abs(value) <= MAX_SAFE_INT
+    if isinstance(value, dict):
+        return all(_exact_ints(v, depth + 1) for v in value.values())
+    if isinstance(value, list | tuple):
+        return all(_exact_ints(v, depth + 1) for v in value)
+    return True
 
 
 def _decode_header(raw: bytes) -> dict[str, Any]:
