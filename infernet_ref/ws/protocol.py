@@ -22,7 +22,7 @@ import logging
 import os
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 from infernet_ref.ws.connection import Connection, State
 from infernet_ref.ws.errors import ConnectionClosed, ConnectionClosedOK, InvalidState, closed_error
@@ -81,7 +81,7 @@ class WebSocket(asyncio.Protocol):
     # -- transport callbacks ---------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        transport = cast(asyncio.Transport, transport)  # uvloop's transports are not subclasses
         self._transport = transport
         transport.set_write_buffer_limits(self._write_limit, self._write_limit // 4)
         peer = transport.get_extra_info("peername")

@@ -167,13 +167,12 @@ class Server:
         self._server: asyncio.Server | None = None
         self._connections: set[ServerConnection] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._address: tuple[str, int] = ("", 0)
 
     @property
     def address(self) -> tuple[str, int]:
-        """The (host, port) of the first listening socket."""
-        assert self._server is not None
-        sock = self._server.sockets[0].getsockname()
-        return (str(sock[0]), int(sock[1]))
+        """The (host, port) of the first listening socket (kept after :meth:`close`)."""
+        return self._address
 
     @property
     def port(self) -> int:
@@ -261,4 +260,6 @@ async def serve(
     server._server = await loop.create_server(
         lambda: ServerConnection(server), host, port, ssl=ssl, backlog=backlog
     )
+    sockname = server._server.sockets[0].getsockname()
+    server._address = (str(sockname[0]), int(sockname[1]))
     return server
