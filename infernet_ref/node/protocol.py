@@ -22,7 +22,7 @@ from enum import Enum
 from typing import Any
 
 from infernet_ref.errors import LocalProtocolError
-from infernet_ref.node.auth import ReplayGuard, check_auth_event, make_auth_event
+from infernet_ref.node.auth import AuthChallenger, check_auth_event, make_auth_event
 from infernet_ref.node.errors import ErrorCode, JobProtocolError
 from infernet_ref.node.messages import (
     DEFAULT_MAX_MESSAGE_SIZE,
@@ -94,8 +94,7 @@ class JobConnection:
     endpoint: str
     secret_key: bytes
     now: float
-    challenge: str | None = None
-    replay_guard: ReplayGuard | None = None
+    challenger: AuthChallenger | None = None
     max_message_size: int = DEFAULT_MAX_MESSAGE_SIZE
     heartbeat_interval: float = 15.0
     id_prefix: str = "m"
@@ -108,14 +107,14 @@ class JobConnection:
     _last_rx: float = field(init=False, default=0.0)
     _last_tx: float = field(init=False, default=0.0)
     _hb_seq: int = field(init=False, default=0)
+    challenge: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._last_rx = self._last_tx = self.now
         if self.side is Side.SERVER:
-            if not self.challenge or self.replay_guard is None:
-                raise LocalProtocolError(
-                    "a server connection needs a fresh challenge and a replay guard"
-                )
+            if self.challenger is None:
+                raise LocalProtocolError("a server connection needs an AuthChallenger")
+            self.challenge = self.challenger.issue(self.now)
             from infernet_ref.nostr import public_key  # noqa: PLC0415
 
             self.state = ConnState.AWAIT_AUTH
@@ -256,18 +255,17 @@ class JobConnection:
                 msg.id,
             )
         assert self.challenge is not None
-        assert self.replay_guard is not None
+        assert self.challenger is not None
         try:
-            check_auth_event(
+            pubkey = check_auth_event(
                 msg.body_dict["event"],
+                challenger=self.challenger,
                 challenge=self.challenge,
-                endpoint=self.endpoint,
                 now=self.now,
-                guard=self.replay_guard,
             )
         except JobProtocolError as exc:
             return self._violation(exc, msg.id, fatal=True)
-        self.peer_pubkey = msg.body_dict["event"]["pubkey"]
+        self.peer_pubkey = pubkey
         self.state = ConnState.AUTHENTICATED
         self._queue("auth.ok", {"pubkey": self.peer_pubkey}, re=msg.id)
         return [Authenticated(self.peer_pubkey)]

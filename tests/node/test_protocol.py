@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from infernet_ref.errors import LocalProtocolError
-from infernet_ref.node.auth import ReplayGuard, make_auth_event
+from infernet_ref.node.auth import AuthChallenger, make_auth_event
 from infernet_ref.node.errors import ErrorCode
 from infernet_ref.node.messages import build_message, encode_message
 from infernet_ref.node.protocol import (
@@ -28,14 +28,13 @@ EP = "ws://127.0.0.1:9/job"
 T0 = 1_700_000_000.0
 
 
-def pair(guard: ReplayGuard | None = None) -> tuple[JobConnection, JobConnection]:
+def pair(guard: AuthChallenger | None = None) -> tuple[JobConnection, JobConnection]:
     server = JobConnection(
         Side.SERVER,
         EP,
         generate_secret_key(),
         T0,
-        challenge="c" * 24,
-        replay_guard=guard or ReplayGuard(),
+        challenger=guard or AuthChallenger(EP),
     )
     client = JobConnection(Side.CLIENT, EP, generate_secret_key(), T0)
     return server, client
@@ -124,7 +123,7 @@ def _response(
 def test_bad_auth_is_fatal_4002(kwargs: dict[str, object], why: str) -> None:
     server, _ = pair()
     server.data_to_send()
-    args: dict[str, object] = {"challenge": "c" * 24} | kwargs
+    args: dict[str, object] = {"challenge": server.challenge} | kwargs
     ev = server.receive_text(_response(generate_secret_key(), **args), T0)  # type: ignore[arg-type]
     assert isinstance(ev[0], ProtocolViolation), why
     assert ev[0].code == 4002, why
@@ -137,7 +136,9 @@ def test_bad_auth_is_fatal_4002(kwargs: dict[str, object], why: str) -> None:
 def test_tampered_signature_refused() -> None:
     server, _ = pair()
     server.data_to_send()
-    ev = make_auth_event(generate_secret_key(), challenge="c" * 24, endpoint=EP, now=T0)
+    ev = make_auth_event(
+        generate_secret_key(), challenge=str(server.challenge), endpoint=EP, now=T0
+    )
     ev["sig"] = ("0" if ev["sig"][0] != "0" else "1") + ev["sig"][1:]
     out = server.receive_text(
         encode_message(build_message("auth.response", "r1", {"event": ev})), T0
@@ -146,17 +147,25 @@ def test_tampered_signature_refused() -> None:
     assert out[0].code == 4002
 
 
-def test_replayed_auth_refused_on_second_connection() -> None:
-    guard = ReplayGuard()
+def test_replayed_auth_refused() -> None:
+    guard = AuthChallenger(EP)
     sk = generate_secret_key()
-    frame = _response(sk, "c" * 24)
     s1, _ = pair(guard)
+    frame = _response(sk, str(s1.challenge))
     assert isinstance(s1.receive_text(frame, T0)[0], Authenticated)
     s2, _ = pair(guard)
-    ev = s2.receive_text(frame, T0)
+    ev = s2.receive_text(frame, T0)  # the same event on another connection: wrong/used challenge
     assert isinstance(ev[0], ProtocolViolation)
     assert ev[0].code == 4002
-    assert "replay" in ev[0].reason
+
+
+def test_response_to_another_connections_challenge_refused() -> None:
+    guard = AuthChallenger(EP)
+    s1, _ = pair(guard)
+    s2, _ = pair(guard)
+    ev = s2.receive_text(_response(generate_secret_key(), str(s1.challenge)), T0)
+    assert isinstance(ev[0], ProtocolViolation)
+    assert ev[0].code == 4002
 
 
 def test_binary_mismatch_and_unannounced_binary_get_4000_and_connection_survives() -> None:
