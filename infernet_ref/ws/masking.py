@@ -23,6 +23,7 @@ def _numpy() -> Any:
         _np = numpy
     return _np
 
+
 #: Below this many bytes the big-int XOR is faster than numpy's per-call overhead.
 NUMPY_THRESHOLD = 2048
 

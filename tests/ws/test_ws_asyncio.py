@@ -22,7 +22,9 @@ async def echo(conn: ws.WebSocket) -> None:
         await conn.send(message)
 
 
-async def raw_upgrade(port: int, path: str = "/") -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def raw_upgrade(
+    port: int, path: str = "/"
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(UPGRADE.format(path=path).encode())
     head = await reader.readuntil(b"\r\n\r\n")
@@ -52,7 +54,9 @@ async def test_round_trip_and_attributes() -> None:
         await echo(conn)
 
     async with await ws.serve(handler) as server:
-        async with ws.connect(f"ws://127.0.0.1:{server.port}/job?x=1", extra_headers=[("X-Test", "yes")]) as c:
+        async with ws.connect(
+            f"ws://127.0.0.1:{server.port}/job?x=1", extra_headers=[("X-Test", "yes")]
+        ) as c:
             await c.send("text")
             assert await c.recv() == "text"
             await c.send(b"bin")
@@ -138,12 +142,11 @@ async def test_handler_exception_closes_with_1011() -> None:
         await conn.recv()
         raise RuntimeError("boom")
 
-    async with await ws.serve(broken) as server:
-        async with ws.connect(f"ws://127.0.0.1:{server.port}/") as c:
-            await c.send("x")
-            with pytest.raises(ws.ConnectionClosedError) as info:
-                await c.recv()
-            assert info.value.code == 1011
+    async with await ws.serve(broken) as server, ws.connect(f"ws://127.0.0.1:{server.port}/") as c:
+        await c.send("x")
+        with pytest.raises(ws.ConnectionClosedError) as info:
+            await c.recv()
+        assert info.value.code == 1011
 
 
 async def test_application_close_code_and_reason() -> None:
@@ -230,7 +233,9 @@ async def test_keepalive_timeout_aborts_dead_peer() -> None:
 
     server = await asyncio.start_server(silent, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    c = await ws.connect(f"ws://127.0.0.1:{port}/", ping_interval=0.1, ping_timeout=0.2, compression=False)
+    c = await ws.connect(
+        f"ws://127.0.0.1:{port}/", ping_interval=0.1, ping_timeout=0.2, compression=False
+    )
     with pytest.raises(ws.ConnectionClosedError) as info:
         await asyncio.wait_for(c.recv(), 5)
     assert info.value.code == 1006
@@ -258,7 +263,10 @@ def test_uvloop_round_trip() -> None:
 
     async def main() -> str | bytes:
         assert type(asyncio.get_running_loop()).__module__.startswith("uvloop")
-        async with await ws.serve(echo) as server, ws.connect(f"ws://127.0.0.1:{server.port}/") as c:
+        async with (
+            await ws.serve(echo) as server,
+            ws.connect(f"ws://127.0.0.1:{server.port}/") as c,
+        ):
             await c.send("uv")
             return await c.recv()
 
