@@ -32,4 +32,4 @@ if ! docker info >/dev/null 2>&1; then
   echo "50-docker: WARNING: no Docker daemon answers; docker tests will be skipped"
   exit 0
 fi
-"$VENV/bin/python" -m infernet_ref.node.sandbox.docker
+"$VENV/bin/infernet" sandbox image

@@ -173,16 +173,3 @@ class DockerExecutor:
         )
         await wait_ready(handle, spec.start_timeout)
         return handle
-
-
-def main() -> int:
-    """``python -m infernet_ref.node.sandbox.docker``: build the worker image (setup step)."""
-    if not daemon_reachable():
-        print("docker: no daemon reachable; image not built")
-        return 1
-    print(ensure_image())
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
