@@ -5,6 +5,15 @@ The public names below are the contract other layers and the conformance suite u
 NIP-01 JSON shape.
 """
 
+from infernet_ref.nostr.auth import AuthChallenger, auth_response, normalize_url
+from infernet_ref.nostr.chunked import (
+    ChunkedDecryptor,
+    ChunkedEncryptor,
+    chunked_decrypt,
+    chunked_encrypt,
+    chunked_open,
+    chunked_seal,
+)
 from infernet_ref.nostr.errors import (
     AuthError,
     Bech32Error,
@@ -32,6 +41,7 @@ from infernet_ref.nostr.keys import (
     public_key,
     save_key_file,
 )
+from infernet_ref.nostr.kinds import Kind, check_kind_rules, verify_infernet_event
 from infernet_ref.nostr.nip19 import (
     AddressPointer,
     EventPointer,
@@ -45,32 +55,51 @@ from infernet_ref.nostr.nip19 import (
     npub_encode,
     nsec_encode,
 )
+from infernet_ref.nostr.nip44 import (
+    nip44_conversation_key,
+    nip44_decrypt,
+    nip44_encrypt,
+)
 from infernet_ref.nostr.schnorr import schnorr_sign, schnorr_verify
 
 __all__ = [
     "AddressPointer",
+    "AuthChallenger",
     "AuthError",
     "Bech32Error",
+    "ChunkedDecryptor",
+    "ChunkedEncryptor",
     "ChunkedError",
     "EventEncodingError",
     "EventError",
     "EventPointer",
     "KeyFileError",
     "KeyFormatError",
+    "Kind",
     "Nip19",
     "Nip44DecryptError",
     "Nip44Error",
     "NostrError",
     "ProfilePointer",
+    "auth_response",
     "check_event",
+    "check_kind_rules",
     "check_public_key",
     "check_secret_key",
+    "chunked_decrypt",
+    "chunked_encrypt",
+    "chunked_open",
+    "chunked_seal",
     "event_id",
     "generate_secret_key",
     "load_key_file",
     "naddr_encode",
     "nevent_encode",
     "nip19_decode",
+    "nip44_conversation_key",
+    "nip44_decrypt",
+    "nip44_encrypt",
+    "normalize_url",
     "note_encode",
     "nprofile_encode",
     "npub_encode",
@@ -82,4 +111,5 @@ __all__ = [
     "serialize_event",
     "sign_event",
     "verify_event",
+    "verify_infernet_event",
 ]

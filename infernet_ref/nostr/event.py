@@ -114,6 +114,11 @@ def event_id(event: dict[str, Any]) -> str:
     return _sha256(serialize_event(event)).hexdigest()
 
 
+def _plain_int(value: Any) -> Any:
+    """An IntEnum member or int subclass becomes a plain int; bool and other types pass unchanged."""
+    return int(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+
 def finish_event(
     template: dict[str, Any], key: PrivateKey, aux: bytes | None = None
 ) -> dict[str, Any]:
@@ -131,8 +136,10 @@ def finish_event(
         raise LocalProtocolError("tags must be a list of lists of strings")
     event: dict[str, Any] = {
         "pubkey": pubkey,
-        "created_at": template["created_at"] if "created_at" in template else int(time.time()),
-        "kind": template.get("kind"),
+        "created_at": _plain_int(template["created_at"])
+        if "created_at" in template
+        else int(time.time()),
+        "kind": _plain_int(template.get("kind")),
         "tags": [list(t) for t in tags],
         "content": template.get("content", ""),
     }

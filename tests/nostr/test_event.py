@@ -230,3 +230,48 @@ def test_shape_rules_equal_the_json_schema(ev: dict[str, Any]) -> None:
 @given(json_values)
 def test_verify_event_total_on_any_json(value: Any) -> None:
     assert verify_event(value) is False
+
+
+def test_vectors() -> None:
+    """spec/vectors/nostr/events.json: signed events (stress contents) and ``invalid_*`` events."""
+    from .conftest import emit_vectors
+    from .stress import STRESS, STRESS_TAGS
+
+    valid = []
+    for i, (name, content) in enumerate(STRESS.items()):
+        tags = STRESS_TAGS if name == "ascii" else [["t", name]]
+        ev = sign_event(
+            {"kind": 1, "created_at": 1_700_000_000 + i, "tags": tags, "content": content},
+            SK,
+            aux=AUX,
+        )
+        assert verify_event(ev)
+        valid.append({"name": name, "serialized": serialize_event(ev).decode(), "event": ev})
+    base = sign_event(template("base"), SK, aux=AUX)
+    invalid = {
+        "invalid_id": {**base, "id": "0" * 64},
+        "invalid_sig": {
+            **base,
+            "sig": base["sig"][:-2] + ("00" if base["sig"][-2:] != "00" else "01"),
+        },
+        "invalid_content_changed": {**base, "content": "Base"},
+        "invalid_upper_case_hex": {**base, "id": base["id"].upper()},
+        "invalid_pubkey_not_on_curve": {**base, "pubkey": "00" * 32},
+        "invalid_extra_field": {**base, "extra": 1},
+        "invalid_missing_sig": {k: v for k, v in base.items() if k != "sig"},
+        "invalid_kind_string": {**base, "kind": "1"},
+        "invalid_negative_created_at": {**base, "created_at": -1},
+        "invalid_tag_not_strings": {**base, "tags": [["e", 1]]},
+        "invalid_empty_tag": {**base, "tags": [[]]},
+    }
+    for ev in invalid.values():
+        assert verify_event(ev) is False
+    emit_vectors(
+        "events.json",
+        {
+            "secret_key": SK.hex(),
+            "aux_rand": AUX.hex(),
+            "valid": valid,
+            "invalid": [{"name": k, "event": v} for k, v in invalid.items()],
+        },
+    )
