@@ -1,0 +1,139 @@
+"""asyncio adapter: serve the content exchange from a :class:`BlockStore` on a WebSocket.
+
+spec/content.md §7. :meth:`ContentServer.handle` drives one :class:`ServerSession` per
+connection: a reader task feeds text messages to the session, a sender loop pops the
+highest-priority want, reads (and re-hashes) the block on a worker thread, and sends the block
+frame or the have/dont_have answer. Backpressure comes from ``await ws.send``. A node mounts
+``handle`` on its ``/content`` path; :func:`serve_content` runs a standalone server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from infernet_ref.content.cid import CID
+from infernet_ref.content.errors import ContentError
+from infernet_ref.content.exchange.session import Fatal, SendText, ServerSession
+from infernet_ref.content.exchange.wire import encode_block_frame
+from infernet_ref.content.store import BlockStore
+from infernet_ref.ws import ConnectionClosed, Server, WebSocket, serve
+
+log = logging.getLogger("infernet.content.server")
+CONTENT_PATH = "/content"
+MAX_MESSAGE = 4 * 1024 * 1024
+
+
+@dataclass
+class ServerStats:
+    connections: int = 0
+    blocks_sent: int = 0
+    bytes_sent: int = 0
+    dont_have: int = 0
+    refused: int = 0
+
+
+class ContentServer:
+    """Serves blocks of ``store`` to exchange clients."""
+
+    def __init__(
+        self,
+        store: BlockStore,
+        *,
+        max_wants: int = 4096,
+        on_send: Callable[[CID, int], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.max_wants = max_wants
+        self.on_send = on_send
+        self.stats = ServerStats()
+
+    def _load(self, cid: CID) -> bytes | None:
+        try:
+            return self.store.get(cid)  # re-hashed: never pass on a corrupt block
+        except ContentError as exc:
+            log.warning("not serving %s: %s", cid, exc)
+            return None
+
+    async def handle(self, ws: WebSocket) -> None:
+        """Serve one exchange connection until it closes."""
+        self.stats.connections += 1
+        session = ServerSession(self.max_wants)
+        wake = asyncio.Event()
+        done = asyncio.Event()
+
+        async def reader() -> None:
+            try:
+                async for msg in ws:
+                    events = (
+                        session.receive_binary()
+                        if isinstance(msg, bytes)
+                        else session.receive_text(msg)
+                    )
+                    for ev in events:
+                        if isinstance(ev, SendText):
+                            await ws.send(ev.text)
+                        elif isinstance(ev, Fatal):
+                            self.stats.refused += 1
+                            await ws.send(ev.text)
+                            await ws.close(ev.close_code, ev.reason)
+                            return
+                    wake.set()
+            except ConnectionClosed:
+                pass
+            finally:
+                done.set()
+                wake.set()
+
+        task = asyncio.create_task(reader())
+        try:
+            await self._send_loop(ws, session, wake, done)
+        except ConnectionClosed:
+            pass
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
+                await task
+
+    async def _send_loop(
+        self, ws: WebSocket, session: ServerSession, wake: asyncio.Event, done: asyncio.Event
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while not done.is_set():
+            entry = session.next_want()
+            if entry is None:
+                wake.clear()
+                await wake.wait()
+                continue
+            data = await loop.run_in_executor(None, self._load, entry.cid)
+            if data is None or not entry.want_block:
+                text = session.answer(entry, data is not None)
+                if data is None:
+                    self.stats.dont_have += 1
+                if text is not None:
+                    await ws.send(text)
+                continue
+            await ws.send(encode_block_frame(entry.cid, data))
+            self.stats.blocks_sent += 1
+            self.stats.bytes_sent += len(data)
+            if self.on_send is not None:
+                self.on_send(entry.cid, len(data))
+
+
+async def serve_content(
+    store: BlockStore, host: str = "127.0.0.1", port: int = 0, **kw: object
+) -> tuple[Server, ContentServer]:
+    """Run a standalone exchange server; clients connect to ``ws://host:port/content``."""
+    cs = ContentServer(store, **kw)  # type: ignore[arg-type]
+
+    async def handler(ws: WebSocket) -> None:
+        if ws.path.split("?")[0] != CONTENT_PATH:
+            await ws.close(1008, "unknown path")
+            return
+        await cs.handle(ws)
+
+    server = await serve(handler, host, port, compression=False, max_message_size=MAX_MESSAGE)
+    return server, cs
