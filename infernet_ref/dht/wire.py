@@ -6,7 +6,8 @@ entry point for peer bytes: it enforces the size limit before touching the bytes
 the strict CBOR data model, then checks the envelope and the operation's body against the rules
 that the per-operation schemas (spec/schemas/dht-*.schema.json) state. The checks are written out
 by hand because they run for every datagram of a thousand-node swarm; tests hold them equal to the
-JSON Schemas. Every failure is a :class:`WireError` carrying the wire error code and, when the
+JSON Schemas, and the CBOR codec is :mod:`infernet_ref.dht.fastcbor` (held byte-equal to
+``infernet_ref.encoding.cbor_encode``/``cbor_decode`` by tests). Every failure is a :class:`WireError` carrying the wire error code and, when the
 transaction id could be read, that id (so the caller may answer with an ERROR).
 
 :func:`encode` is the inverse for the datagrams this node sends.
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from infernet_ref.encoding import cbor_decode, cbor_encode
+from infernet_ref.dht import fastcbor
 from infernet_ref.errors import EncodingError, RemoteProtocolError
 
 #: spec/dht.md §Versioning: the envelope's ``v``.
@@ -267,7 +268,7 @@ def decode(data: bytes) -> Datagram:
     if len(data) > MAX_DATAGRAM:
         raise WireError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}")
     try:
-        msg = cbor_decode(data, max_size=MAX_DATAGRAM)
+        msg = fastcbor.decode(data, max_size=MAX_DATAGRAM)
     except EncodingError as exc:
         raise WireError(f"not a deterministic CBOR item: {exc}") from exc
     if not isinstance(msg, dict):
@@ -306,7 +307,7 @@ def decode(data: bytes) -> Datagram:
 
 def encode(t: bytes, y: str, op: str, body: dict[str, Any]) -> bytes:
     """Serialize one datagram (spec/dht.md §Wire format)."""
-    return cbor_encode({"v": PROTOCOL_VERSION, "t": t, "y": y, "op": op, "body": body})
+    return fastcbor.encode({"v": PROTOCOL_VERSION, "t": t, "y": y, "op": op, "body": body})
 
 
 def encode_error(t: bytes, op: str, code: int, msg: str) -> bytes:
