@@ -275,3 +275,41 @@ async def test_served_handler_on_node_path(tmp_path: Path) -> None:
     async with ExchangeClient([f"ws://127.0.0.1:{srv.port}/anything"]) as client:
         assert await client.get_block(root) == store.get(root)
     await srv.close()
+
+
+@given(
+    st.one_of(
+        st.dictionaries(
+            st.sampled_from(["cid", "size", "x"]),
+            st.one_of(
+                st.integers(-5, 3 * MIB), st.text(max_size=70), st.booleans(), st.just(str(A))
+            ),
+        ),
+        st.fixed_dictionaries({"cid": st.just(str(A)), "size": st.integers(-1, 2 * MIB + 1)}),
+    )
+)
+@settings(max_examples=300, deadline=None)
+def test_block_header_fast_check_equals_schema(header: dict[str, object]) -> None:
+    from infernet_ref.content.errors import ContentError
+    from infernet_ref.content.exchange.wire import check_block_header
+    from infernet_ref.errors import InfernetError
+    from infernet_ref.specs import validate_data
+
+    try:
+        validate_data(header, "content-block-header")
+        schema_ok = True
+    except InfernetError:
+        schema_ok = False
+    try:
+        check_block_header(header)
+        fast_ok = True
+    except ContentError:
+        fast_ok = False
+    if schema_ok and not fast_ok:
+        # the schema checks the Cid *pattern*; the fast path also parses it (stricter)
+        from infernet_ref.content.cid import parse_cid
+
+        with pytest.raises(ContentError):
+            parse_cid(str(header["cid"]))
+    else:
+        assert schema_ok == fast_ok

@@ -1,0 +1,165 @@
+"""Content-layer benchmark (spec/content.md): CID throughput, exchange transfer rate, memory.
+
+Run: ``.venv/bin/python benchmarks/bench_content.py [--size-mib 256] [--transfer-mib 256]
+[--stream-gib 4]``. Each figure is printed next to its peer measured in the same run:
+
+1. CID throughput vs one ``hashlib.sha256`` pass over the same bytes (goal: ratio >= 0.9).
+2. Exchange transfer MB/s over loopback from one and from three provider *processes* into a
+   block store (goal: 500 MB/s).
+3. Peak RSS of a child process that adds a generated N GiB stream to a block store
+   (constant-memory builder), against the RSS of the same process before the add.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import multiprocessing as mp
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+MIB = 1 << 20
+
+
+def pattern(n: int) -> bytes:
+    block = hashlib.sha256(b"bench").digest() * (MIB // 32)
+    out = bytearray()
+    for i in range(n // MIB + 1):
+        out += i.to_bytes(8, "little") + block[8:]
+    return bytes(out[:n])
+
+
+def bench_cid(size: int) -> None:
+    from infernet_ref.content.builder import build_file
+
+    data = pattern(size)
+    t = time.perf_counter()
+    hashlib.sha256(data).digest()
+    t_sha = time.perf_counter() - t
+    res = {}
+    for label, workers in [("1 thread", 1), ("thread pool", None)]:
+        t = time.perf_counter()
+        build_file(data, workers=workers)
+        res[label] = time.perf_counter() - t
+    print(f"[cid] {size / MIB:.0f} MiB  hashlib.sha256: {size / t_sha / 1e6:8.1f} MB/s")
+    for label, dt in res.items():
+        print(
+            f"[cid] {label:>11}:  cid: {size / dt / 1e6:8.1f} MB/s   ratio vs sha256 {t_sha / dt:5.2f}x (goal 0.9x)"
+        )
+
+
+def _serve_proc(store_dir: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    from infernet_ref.content.exchange import serve_content
+    from infernet_ref.content.store import BlockStore
+
+    async def main() -> None:
+        srv, _ = await serve_content(BlockStore(store_dir, fsync=False))
+        q.put(srv.port)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+def bench_transfer(size: int, tmp: Path) -> None:
+    from infernet_ref.content.builder import build_file
+    from infernet_ref.content.exchange import ExchangeClient
+    from infernet_ref.content.store import BlockStore
+
+    src = BlockStore(tmp / "src", fsync=False)
+    root = build_file(pattern(size), src.put).cid
+    src.close()
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    procs = [
+        ctx.Process(target=_serve_proc, args=(str(tmp / "src"), q), daemon=True) for _ in range(3)
+    ]
+    for p in procs:
+        p.start()
+    ports = [q.get(timeout=60) for _ in procs]
+    try:
+        for n in (1, 3):
+            dst_dir = tmp / f"dst{n}"
+            dst = BlockStore(dst_dir, fsync=False)
+            urls = [f"ws://127.0.0.1:{p}/content" for p in ports[:n]]
+
+            async def run(urls: list[str] = urls, dst: BlockStore = dst) -> float:
+                async with ExchangeClient(urls, store=dst, window=16) as c:
+                    t = time.perf_counter()
+                    await c.fetch_dag(root)
+                    return time.perf_counter() - t
+
+            dt = asyncio.run(run())
+            print(
+                f"[transfer] {n} provider(s): {size / MIB:.0f} MiB in {dt:.2f}s = {size / dt / 1e6:7.1f} MB/s (goal 500 MB/s)"
+            )
+            dst.close()
+            shutil.rmtree(dst_dir)
+    finally:
+        for p in procs:
+            p.kill()
+
+
+def _stream_proc(gib: float, store_dir: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
+    from infernet_ref.content.builder import build_file
+    from infernet_ref.content.store import BlockStore
+
+    store = BlockStore(store_dir, fsync=False)
+    base = hashlib.sha256(b"x").digest() * (MIB // 32)
+
+    def gen() -> object:
+        for i in range(int(gib * 1024)):
+            yield i.to_bytes(8, "little") + base[8:]
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    root = build_file(gen(), store.put)  # type: ignore[arg-type]
+    dt = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    q.put((before, after, dt, str(root.cid)))
+
+
+def bench_memory(gib: float, tmp: Path) -> None:
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    p = ctx.Process(target=_stream_proc, args=(gib, str(tmp / "mem"), q))
+    p.start()
+    before, after, dt, cid = q.get(timeout=3600)
+    p.join()
+    print(
+        f"[memory] add {gib:g} GiB generated stream to a store: peak RSS {after / 1024:.0f} MiB "
+        f"(before the add {before / 1024:.0f} MiB, +{(after - before) / 1024:.0f} MiB) in {dt:.1f}s "
+        f"= {gib * 1024 * MIB / dt / 1e6:.0f} MB/s; root {cid}"
+    )
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--size-mib", type=int, default=256)
+    ap.add_argument("--transfer-mib", type=int, default=256)
+    ap.add_argument("--stream-gib", type=float, default=4.0)
+    ap.add_argument("--only", choices=["cid", "transfer", "memory"])
+    args = ap.parse_args()
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
+    tmp = Path(tempfile.mkdtemp(prefix="bench-content-"))
+    try:
+        if args.only in (None, "cid"):
+            bench_cid(args.size_mib * MIB)
+        if args.only in (None, "transfer"):
+            bench_transfer(args.transfer_mib * MIB, tmp)
+        if args.only in (None, "memory"):
+            bench_memory(args.stream_gib, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
