@@ -11,6 +11,7 @@ MODELS: dict[str, str] = {
     "https://infernet.tech/spec/v1/job-messages.schema.json": "infernet_models.job_messages_schema:JobMessage",
     "https://infernet.tech/spec/v1/node-config.schema.json": "infernet_models.node_config_schema:NodeConfig",
     "https://infernet.tech/spec/v1/node-info.schema.json": "infernet_models.node_info_schema:NodeInfo",
+    "https://infernet.tech/spec/v1/node-worker.schema.json": "infernet_models.node_worker_schema:WorkerRequest",
     "https://infernet.tech/spec/v1/nostr-chunked-header.schema.json": "infernet_models.nostr_chunked_header_schema:ChunkedHeader",
     "https://infernet.tech/spec/v1/nostr-event.schema.json": "infernet_models.nostr_event_schema:NostrEvent",
     "https://infernet.tech/spec/v1/nostr-kinds.schema.json": "infernet_models.nostr_kinds_schema:NostrKinds",

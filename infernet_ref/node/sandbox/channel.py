@@ -17,14 +17,16 @@ import sys
 from collections.abc import Callable
 from typing import Any, BinaryIO
 
-from infernet_ref.errors import InfernetError
+from infernet_ref.errors import InfernetError, ValidationError
 from infernet_ref.node.sandbox.framing import (
     DEFAULT_MAX_PAYLOAD,
     FrameDecoder,
     FramingError,
     encode_frame,
 )
+from infernet_ref.specs import validate_data
 
+REQUEST_SCHEMA = "node-worker"  # spec/schemas/node-worker.schema.json (WorkerRequest)
 Reply = tuple[dict[str, Any], bytes]
 Dispatch = Callable[[str, dict[str, Any], bytes], Reply]
 READ_CHUNK = 1 << 16
@@ -47,11 +49,17 @@ def error_reply(req_id: object, code: str, message: str) -> dict[str, Any]:
 
 
 def handle_frame(dispatch: Dispatch, header: dict[str, Any], payload: bytes) -> Reply:
-    """Run one request through ``dispatch`` and turn every failure into a typed error reply."""
+    """Validate one request header (WorkerRequest schema), run it through ``dispatch`` and turn
+    every failure into a typed error reply (spec/node-worker.md §Requests, §Errors)."""
     req_id = header.get("id")
     op = header.get("op")
     if not isinstance(op, str):
         return error_reply(req_id, "bad_request", "header has no string 'op'"), b""
+    try:
+        validate_data(header, REQUEST_SCHEMA)
+    except ValidationError as exc:
+        code = "unknown_op" if exc.path == "$.op" else "bad_request"
+        return error_reply(req_id, code, str(exc)), b""
     try:
         reply, out = dispatch(op, header, payload)
     except OpError as exc:

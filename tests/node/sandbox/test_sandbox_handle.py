@@ -109,7 +109,7 @@ def test_handle_frame_turns_exceptions_into_typed_replies() -> None:
     def boom(op: str, header: dict[str, object], payload: bytes) -> tuple[dict[str, object], bytes]:
         raise ZeroDivisionError("bug")
 
-    reply, _ = handle_frame(boom, {"op": "x", "id": 7}, b"")
+    reply, _ = handle_frame(boom, {"op": "ping", "id": 7}, b"")
     assert reply == {
         "ok": False,
         "id": 7,
@@ -118,6 +118,13 @@ def test_handle_frame_turns_exceptions_into_typed_replies() -> None:
     reply, _ = handle_frame(boom, {"id": True}, b"")
     assert reply["error"]["code"] == "bad_request"
     assert "id" not in reply
+    # schema-invalid requests never reach the dispatcher (spec/schemas/node-worker.schema.json)
+    reply, _ = handle_frame(boom, {"op": "stage.forward", "id": 1, "session": "has space"}, b"")
+    assert reply["error"]["code"] == "bad_request"
+    reply, _ = handle_frame(boom, {"op": "ping", "id": 1, "extra": 1}, b"")
+    assert reply["error"]["code"] == "bad_request"
+    reply, _ = handle_frame(boom, {"op": "rm -rf", "id": 1}, b"")
+    assert reply["error"]["code"] == "unknown_op"
 
 
 def test_in_process_needs_explicit_permission() -> None:
