@@ -7,6 +7,7 @@ MODELS: dict[str, str] = {
     "https://infernet.tech/spec/v1/content-block-header.schema.json": "infernet_models.content_block_header_schema:ContentBlockHeader",
     "https://infernet.tech/spec/v1/content-messages.schema.json": "infernet_models.content_messages_schema:ContentMessage",
     "https://infernet.tech/spec/v1/dht-datagram.schema.json": "infernet_models.dht_datagram_schema:DhtDatagram",
+    "https://infernet.tech/spec/v1/dht-messages.schema.json": "infernet_models.dht_messages_schema:DhtMessage",
     "https://infernet.tech/spec/v1/job-envelope.schema.json": "infernet_models.job_envelope_schema:JobEnvelope",
     "https://infernet.tech/spec/v1/job-messages.schema.json": "infernet_models.job_messages_schema:JobMessage",
     "https://infernet.tech/spec/v1/node-config.schema.json": "infernet_models.node_config_schema:NodeConfig",
@@ -15,4 +16,5 @@ MODELS: dict[str, str] = {
     "https://infernet.tech/spec/v1/nostr-chunked-header.schema.json": "infernet_models.nostr_chunked_header_schema:ChunkedHeader",
     "https://infernet.tech/spec/v1/nostr-event.schema.json": "infernet_models.nostr_event_schema:NostrEvent",
     "https://infernet.tech/spec/v1/nostr-kinds.schema.json": "infernet_models.nostr_kinds_schema:NostrKinds",
+    "https://infernet.tech/spec/v1/provider-announcement.schema.json": "infernet_models.provider_announcement_schema:ProviderAnnouncement",
 }
