@@ -43,7 +43,9 @@ def _silu_and_mul_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0917
     gate = tl.load(x_row + cols, mask=mask, other=0.0).to(tl.float32)
     up = tl.load(x_row + n_inter + cols, mask=mask, other=0.0).to(tl.float32)
     dt = out_ptr.dtype.element_ty
-    act = round_to(gate * tl.sigmoid(gate), dt, INTERPRETED).to(tl.float32)
+    e = tl.exp(-tl.abs(gate))  # sigmoid without overflow: exp of a non-positive number
+    sig = tl.where(gate >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    act = round_to(gate * sig, dt, INTERPRETED).to(tl.float32)
     tl.store(out_ptr + row * n_inter + cols, round_to(act * up, dt, INTERPRETED), mask=mask)
 
 

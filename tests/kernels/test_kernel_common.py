@@ -1,0 +1,56 @@
+"""Launcher plumbing: the kernels really are interpreted here, and misuse raises typed errors."""
+
+from __future__ import annotations
+
+import importlib
+
+import infernet_kernels
+import pytest
+import torch
+from infernet_kernels import KernelUnavailableError, tolerance
+from infernet_kernels._common import check_launchable, is_interpreted, next_power_of_2
+from infernet_kernels.tolerances import OPS
+
+from infernet_ref.errors import InfernetError, LocalProtocolError
+
+KERNELS = {
+    "infernet_kernels.rms_norm": ["_rms_norm_kernel"],
+    "infernet_kernels.rotary": ["_rotary_kernel", "_rotate_heads"],
+    "infernet_kernels.silu_mul": ["_silu_and_mul_kernel"],
+    "infernet_kernels.paged_attention": ["_attention_kernel", "_reduce_kernel"],
+}
+
+
+@pytest.mark.parametrize("module", list(KERNELS))
+def test_kernels_run_under_the_interpreter(module: str) -> None:
+    mod = importlib.import_module(module)
+    for name in KERNELS[module]:
+        assert is_interpreted(getattr(mod, name)), f"{module}.{name} is compiled, not interpreted"
+
+
+def test_cpu_tensors_need_the_interpreter() -> None:
+    with pytest.raises(KernelUnavailableError, match="TRITON_INTERPRET"):
+        check_launchable(object(), torch.zeros(1))
+
+
+def test_errors_are_local_protocol_errors() -> None:
+    assert issubclass(infernet_kernels.KernelInputError, LocalProtocolError)
+    assert issubclass(KernelUnavailableError, InfernetError)
+
+
+def test_available_requires_cuda() -> None:
+    assert infernet_kernels.available() == torch.cuda.is_available()
+
+
+def test_tolerance_table_covers_every_op_and_dtype() -> None:
+    for op in OPS:
+        for dtype in infernet_kernels.SUPPORTED_DTYPES:
+            atol, rtol = tolerance(op, dtype)
+            assert 0 < atol < 0.05
+            assert 0 < rtol < 0.05
+    with pytest.raises(KeyError, match="float64"):
+        tolerance("rms_norm", torch.float64)
+
+
+def test_next_power_of_2() -> None:
+    assert [next_power_of_2(n) for n in (0, 1, 2, 3, 80, 128, 129)] == [1, 1, 2, 4, 128, 128, 256]
