@@ -20,6 +20,7 @@ import heapq
 import itertools
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -89,6 +90,7 @@ class ExchangeClient:
         timeout: float = 30.0,
         connect_timeout: float = 10.0,
         on_bad_peer: Callable[[str, str], None] | None = None,
+        cache_bytes: int = 64 * 1024 * 1024,
     ) -> None:
         self.urls = list(dict.fromkeys(providers))
         self.store = store
@@ -103,6 +105,19 @@ class ExchangeClient:
         self._seq = itertools.count()
         self._watchdog: asyncio.Task[None] | None = None
         self.stats = FetchStats()
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[CID, bytes] = OrderedDict()
+        self._cached = 0
+
+    def _remember(self, cid: CID, data: bytes) -> None:
+        """Keep recently fetched blocks (LRU, bounded) so range reads reuse roots and leaves."""
+        if self.store is not None or len(data) > self.cache_bytes or cid in self._cache:
+            return
+        self._cache[cid] = data
+        self._cached += len(data)
+        while self._cached > self.cache_bytes:
+            _, old = self._cache.popitem(last=False)
+            self._cached -= len(old)
 
     async def __aenter__(self) -> ExchangeClient:
         await self.start()
@@ -154,6 +169,10 @@ class ExchangeClient:
         if self.store is not None and self.store.has(c):
             with contextlib.suppress(ContentError):
                 return self.store.get(c)
+        hit = self._cache.get(c)
+        if hit is not None:
+            self._cache.move_to_end(c)
+            return hit
         req = self._requests.get(c)
         if req is None:
             fut: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
@@ -268,6 +287,7 @@ class ExchangeClient:
         p.received += len(ev.data)
         if self.store is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._put, ev.cid, ev.data)
+        self._remember(ev.cid, ev.data)
         req = self._requests.pop(ev.cid, None)
         self.stats.blocks_fetched += 1
         self.stats.bytes_fetched += len(ev.data)
