@@ -73,8 +73,16 @@ def _enc(v: Any, out: list[bytes], depth: int) -> None:
         out.append(b)
     elif t is int:
         out.append(_head(0, v) if v >= 0 else _head(1, -1 - v))
-    elif t is list and len(v) == 3 and type(v[0]) is bytes and len(v[0]) == 32 \
-            and type(v[1]) is bytes and len(v[1]) < 24 and type(v[2]) is int and 0 <= v[2] < 0x10000:
+    elif (
+        t is list
+        and len(v) == 3
+        and type(v[0]) is bytes
+        and len(v[0]) == 32
+        and type(v[1]) is bytes
+        and len(v[1]) < 24
+        and type(v[2]) is int
+        and 0 <= v[2] < 0x10000
+    ):
         # A DHT contact [id, ip, port] (spec/dht.md §Contacts): one join instead of four calls.
         out.append(b"\x83\x58\x20" + v[0] + bytes((0x40 | len(v[1]),)) + v[1] + _head(0, v[2]))
     elif t is list or t is tuple:

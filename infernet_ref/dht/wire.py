@@ -140,6 +140,8 @@ def _bytes(
         raise _fail(f"{op} '{key}' must be {n} bytes, got {len(val)}", t, op)
     if max_len is not None and len(val) > max_len:
         raise _fail(f"{op} '{key}' longer than {max_len} bytes", t, op)
+    if key == "tk" and not val:
+        raise _fail(f"{op} 'tk' is empty", t, op)
 
 
 def _uint(

@@ -1,0 +1,126 @@
+"""The lookup state machine (spec/dht.md §Lookups) on a simulated network, against brute force."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from infernet_ref.dht.lookup import CandState, Lookup
+
+
+def _network(n: int, seed: int) -> tuple[list[bytes], dict[bytes, tuple[str, int]]]:
+    rng = random.Random(seed)
+    ids = [rng.randbytes(32) for _ in range(n)]
+    return ids, {nid: (f"10.0.{i // 250}.{i % 250}", 4000) for i, nid in enumerate(ids)}
+
+
+def _closest(ids: list[bytes], target: bytes, k: int) -> list[bytes]:
+    t = int.from_bytes(target, "big")
+    return sorted(ids, key=lambda n: int.from_bytes(n, "big") ^ t)[:k]
+
+
+def _drive(
+    lk: Lookup,
+    ids: list[bytes],
+    addrs: dict[bytes, tuple[str, int]],
+    dead: set[bytes],
+    liars: set[bytes] | None = None,
+) -> int:
+    """Answer every query with the k nearest (an honest node's knowledge: all nodes)."""
+    rounds = 0
+    while not lk.done and rounds < 500:
+        rounds += 1
+        batch = lk.next_queries()
+        if not batch and not lk.done:
+            break
+        for c in batch:
+            if c.node_id in dead:
+                lk.on_stall(c)
+                lk.on_fail(c)
+            elif liars and c.node_id in liars:
+                lk.on_response(
+                    c,
+                    c.node_id,
+                    [(x, addrs[x]) for x in _closest(sorted(liars), lk.target, 20)],
+                    None,
+                )
+            else:
+                # An honest node knows the live nodes and still lists a few dead ones.
+                alive = [i for i in ids if i not in dead]
+                known = _closest(alive, lk.target, 20) + _closest(sorted(dead), lk.target, 5)
+                lk.on_response(c, c.node_id, [(x, addrs[x]) for x in known], b"tk")
+    return rounds
+
+
+@pytest.mark.parametrize("paths", [1, 3])
+def test_lookup_finds_true_k_closest(paths: int) -> None:
+    ids, addrs = _network(500, 1)
+    own, target = ids[0], random.Random(9).randbytes(32)
+    lk = Lookup(target, own_id=own, k=20, paths=paths)
+    lk.seed([(x, addrs[x]) for x in random.Random(2).sample(ids[1:], 20)])
+    _drive(lk, ids, addrs, set())
+    assert lk.done
+    want = _closest([i for i in ids if i != own], target, 20)
+    assert [c.node_id for c in lk.result()] == want
+
+
+def test_dead_nodes_are_skipped() -> None:
+    ids, addrs = _network(300, 2)
+    target = random.Random(1).randbytes(32)
+    dead = set(random.Random(3).sample(ids[1:], 90))
+    lk = Lookup(target, own_id=ids[0])
+    lk.seed([(x, addrs[x]) for x in ids[1:40]])
+    _drive(lk, ids, addrs, dead)
+    want = _closest([i for i in ids[1:] if i not in dead], target, 20)
+    assert [c.node_id for c in lk.result()] == want
+
+
+def test_disjoint_paths_never_share_a_node() -> None:
+    ids, addrs = _network(400, 3)
+    lk = Lookup(random.Random(5).randbytes(32), own_id=ids[0], paths=3)
+    lk.seed([(x, addrs[x]) for x in ids[1:31]])
+    _drive(lk, ids, addrs, set())
+    seen: dict[bytes, int] = {}
+    for i, p in enumerate(lk.paths):
+        for c in p.shortlist:
+            assert seen.setdefault(c.node_id, i) == i
+
+
+def test_disjoint_paths_survive_a_lying_path() -> None:
+    """Liars return only each other; with d=3, the honest paths still reach the true closest."""
+    ids, addrs = _network(400, 4)
+    rng = random.Random(6)
+    liars = set(rng.sample(ids[1:], 80))
+    target = rng.randbytes(32)
+    honest = [i for i in ids[1:] if i not in liars]
+    lk = Lookup(target, own_id=ids[0], paths=3)
+    lk.seed([(x, addrs[x]) for x in rng.sample(honest, 10) + rng.sample(sorted(liars), 5)])
+    _drive(lk, ids, addrs, set(), liars)
+    got = {c.node_id for c in lk.result()}
+    assert got & set(_closest(honest, target, 20))
+
+
+def test_wrong_proof_fails_candidate_and_stall_frees_slot() -> None:
+    ids, addrs = _network(50, 5)
+    lk = Lookup(ids[1], own_id=ids[0], alpha=1)
+    lk.seed([(ids[2], addrs[ids[2]]), (ids[3], addrs[ids[3]])])
+    (first,) = lk.next_queries()
+    lk.on_response(first, b"\x00" * 32, [], None)  # proved another key
+    assert first.state is CandState.FAILED
+    (second,) = lk.next_queries()
+    lk.on_stall(second)
+    assert second.state is CandState.STALLED
+    lk.on_response(second, second.node_id, [], None)  # a late answer still counts
+    assert second.state is CandState.ANSWERED
+
+
+def test_shortlist_is_capped_under_floods() -> None:
+    ids, addrs = _network(50, 6)
+    lk = Lookup(ids[1], own_id=ids[0], k=5)
+    lk.seed([(ids[2], addrs[ids[2]])])
+    (c,) = lk.next_queries()[:1]
+    rng = random.Random(1)
+    flood = [(rng.randbytes(32), (f"9.9.{i // 250}.{i % 250}", 1)) for i in range(1000)]
+    lk.on_response(c, c.node_id, flood, None)
+    assert len(lk.paths[0].shortlist) <= 5 * 4 + 1
