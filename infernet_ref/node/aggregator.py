@@ -1,0 +1,469 @@
+"""The aggregator role: accept jobs, plan, drive replicas, verify, report (spec/job.md).
+
+Theory of operation. ``job.submit`` from an authenticated client is decrypted, persisted
+(``queued``) and planned with :func:`~infernet_ref.node.planner.plan_job` over the providers the
+directory knows for the model; the reply is ``job.accept`` with the plan or ``job.reject``. A task
+then drives every replica concurrently (:class:`~infernet_ref.node.driver.ReplicaDriver`),
+streaming replica 0's tokens to the client encrypted to its key, rerouting failed stages to
+other providers. With redundancy > 1 the replicas' output hashes are compared; disagreeing
+providers are recorded as mismatches and the verdict goes to the client. Every job ends in one
+recorded terminal state: completed, failed (with its code), cancelled or rejected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from infernet_ref.errors import InfernetError
+from infernet_ref.node.driver import GenerateSpec, ReplicaDriver, StageFailed
+from infernet_ref.node.errors import ErrorCode, JobProtocolError, PlanningError, StoreError
+from infernet_ref.node.jobstate import JobState
+from infernet_ref.node.log import JsonLog
+from infernet_ref.node.messages import Message
+from infernet_ref.node.payloads import check_ids, open_json, output_sha256, seal_json
+from infernet_ref.node.planner import (
+    JobNeeds,
+    JobPlan,
+    ModelShape,
+    Placement,
+    ProviderOffer,
+    plan_job,
+    replacement,
+)
+from infernet_ref.node.store import Store
+from infernet_ref.node.transport import JobPeer, PeerClosed
+
+ROLE = "aggregator"
+Directory = Callable[[str], Awaitable[list[ProviderOffer]]]
+
+
+@dataclass(frozen=True, slots=True)
+class ModelInfo:
+    cid: str
+    shape: ModelShape
+    eos_ids: tuple[int, ...] = ()
+    max_context: int = 1 << 20
+
+    @classmethod
+    def from_dir(cls, cid: str, path: Path) -> ModelInfo:
+        cfg = json.loads((path / "config.json").read_text())
+        eos = cfg.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
+        return cls(
+            cid,
+            ModelShape.from_hf_config(cfg),
+            eos_ids,
+            int(cfg.get("max_position_embeddings", 1 << 20)),
+        )
+
+
+@dataclass
+class RunningJob:
+    job: str
+    owner: str
+    client: JobPeer | None
+    task: asyncio.Task[None] | None = None
+    stream: bool = False
+    done_tokens: int = 0
+    drivers: list[ReplicaDriver] = field(default_factory=list)
+
+
+class Aggregator:
+    def __init__(
+        self,
+        *,
+        secret_key: bytes,
+        store: Store,
+        log: JsonLog,
+        directory: Directory,
+        models: Callable[[str], Awaitable[ModelInfo]],
+        stage_timeout: float = 30.0,
+        max_reroutes: int = 3,
+    ) -> None:
+        self.sk, self.store, self.log, self.directory, self.models = (
+            secret_key,
+            store,
+            log,
+            directory,
+            models,
+        )
+        self.stage_timeout, self.max_reroutes = stage_timeout, max_reroutes
+        self.running: dict[str, RunningJob] = {}
+
+    HANDLED = frozenset({"job.submit", "job.cancel", "job.status"})
+
+    async def handle(self, peer: JobPeer, msg: Message, payload: bytes | None) -> None:
+        try:
+            if msg.type == "job.submit":
+                await self._submit(peer, msg)
+            elif msg.type == "job.cancel":
+                await self._cancel(peer, msg)
+            else:
+                await self._status(peer, msg)
+        except JobProtocolError as exc:
+            await peer.send_error(exc.error_code, str(exc), re=msg.id, job=msg.body_dict.get("job"))
+        except StoreError as exc:
+            await peer.send_error(
+                ErrorCode.STORAGE, str(exc), re=msg.id, job=msg.body_dict.get("job")
+            )
+
+    # ---- submission -------------------------------------------------------------------------
+    async def _submit(self, peer: JobPeer, msg: Message) -> None:
+        body = msg.body_dict
+        job, owner = body["job"], peer.peer_pubkey
+        assert owner is not None
+        inputs = open_json(body["inputs"], self.sk, sender=owner)
+        prompt = check_ids(
+            inputs.get("prompt_ids") if isinstance(inputs, dict) else None, "inputs.prompt_ids"
+        )
+        if self.store.find_job(job, ROLE) is not None:
+            raise JobProtocolError(f"job {job} already exists", ErrorCode.DUPLICATE)
+        self.store.create_job(
+            job,
+            role=ROLE,
+            owner=owner,
+            model=body["model"],
+            now=time.time(),
+            params={"params": body["params"], "redundancy": body["redundancy"]},
+            inputs=body["inputs"],
+        )
+        try:
+            info = await self.models(body["model"])
+            spec = self._spec(job, body, prompt, info)
+            needs = JobNeeds(len(prompt), spec.max_new_tokens, spec.dtype, body["redundancy"])
+            if needs.context > info.max_context:
+                raise PlanningError(
+                    f"context {needs.context} exceeds the model's {info.max_context}",
+                    ErrorCode.NO_CAPACITY,
+                )
+            offers = await self.directory(body["model"])
+            plan = plan_job(info.shape, needs, offers)
+        except (PlanningError, InfernetError, OSError) as exc:
+            code = exc.code if isinstance(exc, PlanningError) else ErrorCode.UNKNOWN_MODEL
+            self.store.transition(
+                job, ROLE, JobState.REJECTED, now=time.time(), error=str(exc), error_code=int(code)
+            )
+            await peer.send(
+                "job.reject", {"job": job, "code": int(code), "reason": str(exc)[:1024]}, re=msg.id
+            )
+            self.log.info("job.rejected", job=job, code=int(code), reason=str(exc))
+            return
+        wire = plan.to_wire(info.shape.num_layers)
+        self.store.transition(job, ROLE, JobState.PLANNED, now=time.time(), plan=wire)
+        await peer.send("job.accept", {"job": job, "plan": wire}, re=msg.id)
+        self.log.info(
+            "job.accepted",
+            job=job,
+            strategy=plan.strategy,
+            replicas=len(plan.replicas),
+            stages=len(plan.replicas[0]),
+        )
+        run = RunningJob(job, owner, peer, stream=bool(body.get("stream", False)))
+        self.running[job] = run
+        run.task = asyncio.create_task(
+            self._run(run, spec=spec, info=info, needs=needs, plan=plan, offers=offers)
+        )
+
+    def _spec(
+        self, job: str, body: dict[str, Any], prompt: list[int], info: ModelInfo
+    ) -> GenerateSpec:
+        p = body["params"]
+        s = p["sampling"]
+        if any(t >= info.shape.vocab_size for t in prompt):
+            raise PlanningError(
+                f"prompt ids must be < vocab size {info.shape.vocab_size}", ErrorCode.BAD_REQUEST
+            )
+        return GenerateSpec(
+            job=job,
+            model=body["model"],
+            prompt=prompt,
+            max_new_tokens=p["max_new_tokens"],
+            temperature=float(s["temperature"]),
+            top_k=int(s.get("top_k", 0)),
+            top_p=float(s.get("top_p", 1.0)),
+            seed=int(s["seed"]),
+            stop_ids=tuple(p.get("stop_ids", ())),
+            eos_ids=info.eos_ids,
+            dtype=p.get("dtype", "float32"),
+        )
+
+    # ---- running ----------------------------------------------------------------------------
+    async def _run(
+        self,
+        run: RunningJob,
+        *,
+        spec: GenerateSpec,
+        info: ModelInfo,
+        needs: JobNeeds,
+        plan: JobPlan,
+        offers: list[ProviderOffer],
+    ) -> None:
+        job = run.job
+        in_plan = {pl.provider.pubkey for rep in plan.replicas for pl in rep}
+
+        def make_replace(replica: list[Placement]) -> Callable[[Placement, set[str]], Placement]:
+            def replace(failed: Placement, bad: set[str]) -> Placement:
+                exclude = bad | in_plan | {pl.provider.pubkey for pl in replica}
+                new = replacement(info.shape, needs, failed, offers, exclude)
+                in_plan.add(new.provider.pubkey)
+                return new
+
+            return replace
+
+        drivers = []
+        for i, rep in enumerate(plan.replicas):
+            placements = list(rep)
+            drivers.append(
+                ReplicaDriver(
+                    spec,
+                    i,
+                    placements,
+                    self.sk,
+                    self.log,
+                    make_replace(placements),
+                    on_token=self._on_token(run) if i == 0 else None,
+                    stage_timeout=self.stage_timeout,
+                    max_reroutes=self.max_reroutes,
+                )
+            )
+        run.drivers = drivers
+        try:
+            self.store.transition(job, ROLE, JobState.RUNNING, now=time.time())
+            await self._progress(
+                run, JobState.RUNNING, note=f"{plan.strategy} plan, {len(plan.replicas)} replica(s)"
+            )
+            results = await asyncio.gather(*(d.run() for d in drivers), return_exceptions=True)
+            await self._finish(run, spec, results)
+        except asyncio.CancelledError:
+            self._terminal(job, JobState.CANCELLED, note="cancelled by the client")
+            await self._result(
+                run,
+                JobState.CANCELLED,
+                error={"code": int(ErrorCode.CANCELLED), "message": "cancelled"},
+            )
+        except Exception as exc:
+            self.log.error("job.crashed", job=job, err=repr(exc))
+            self._terminal(
+                job, JobState.FAILED, error=repr(exc), error_code=int(ErrorCode.INTERNAL)
+            )
+            await self._result(
+                run,
+                JobState.FAILED,
+                error={"code": int(ErrorCode.INTERNAL), "message": repr(exc)[:1000]},
+            )
+        finally:
+            self.running.pop(job, None)
+
+    def _on_token(self, run: RunningJob) -> Callable[[int, int], Awaitable[None]]:
+        async def on_token(index: int, token: int) -> None:
+            run.done_tokens = index + 1
+            if run.stream and run.client is not None:
+                enc = seal_json({"ids": [token]}, self.sk, run.owner)
+                with contextlib.suppress(InfernetError):
+                    await run.client.send(
+                        "job.progress",
+                        {"job": run.job, "state": "running", "done": index + 1, "tokens": enc},
+                    )
+
+        return on_token
+
+    async def _finish(self, run: RunningJob, spec: GenerateSpec, results: list[Any]) -> None:
+        job = run.job
+        now = time.time()
+        failures = [r for r in results if isinstance(r, BaseException)]
+        for d in run.drivers:
+            for key in d.failed_providers:
+                self.store.peer_outcome(key, ok=False, now=now)
+        if failures:
+            first = failures[0]
+            code = (
+                ErrorCode.PROVIDER_FAILED
+                if isinstance(first, StageFailed | PlanningError)
+                else ErrorCode.INTERNAL
+            )
+            self._terminal(job, JobState.FAILED, error=str(first), error_code=int(code))
+            await self._result(
+                run, JobState.FAILED, error={"code": int(code), "message": str(first)[:1000]}
+            )
+            return
+        hashes = [output_sha256(r) for r in results]
+        for i, (d, h) in enumerate(zip(run.drivers, hashes, strict=True)):
+            self.store.record_result(job, i, h, d.used_providers, now=now)
+        majority, _ = Counter(hashes).most_common(1)[0]
+        winner = hashes.index(majority)
+        mismatched = sorted(
+            {
+                k
+                for d, h in zip(run.drivers, hashes, strict=True)
+                if h != majority
+                for k in d.placements_keys()
+            }
+        )
+        verdict = "single" if len(hashes) == 1 else ("agree" if not mismatched else "mismatch")
+        for d, h in zip(run.drivers, hashes, strict=True):
+            for key in d.placements_keys():
+                self.store.peer_outcome(
+                    key, ok=True, now=now, result=h == majority, mismatch=h != majority
+                )
+        verification = {
+            "redundancy": len(hashes),
+            "verdict": verdict,
+            "hashes": hashes,
+            "mismatched": mismatched,
+        }
+        if verdict == "mismatch":
+            self.log.warning(
+                "job.verification_mismatch", job=job, hashes=hashes, mismatched=mismatched
+            )
+        output = results[winner]
+        self.store.transition(
+            job,
+            ROLE,
+            JobState.VERIFYING if len(hashes) > 1 else JobState.COMPLETED,
+            now=now,
+            output=output,
+            output_sha256=majority,
+            verification=verification,
+            reroutes=sum(d.reroutes for d in run.drivers),
+        )
+        if len(hashes) > 1:
+            self.store.transition(job, ROLE, JobState.COMPLETED, now=time.time(), note=verdict)
+        providers = sorted({k for d in run.drivers for k in d.used_providers})
+        rec = self.store.get_job(job, ROLE)
+        await self._result(
+            run,
+            JobState.COMPLETED,
+            output=output,
+            sha=majority,
+            verification=verification,
+            providers=providers,
+            plan=rec.plan,
+            reroutes=rec.reroutes,
+        )
+        self.log.info(
+            "job.completed",
+            job=job,
+            tokens=len(output),
+            sha256=majority,
+            verdict=verdict,
+            reroutes=rec.reroutes,
+        )
+
+    def _terminal(self, job: str, state: JobState, **fields: Any) -> None:
+        rec = self.store.find_job(job, ROLE)
+        if rec is not None and not rec.terminal:
+            note = fields.pop("note", None)
+            self.store.transition(job, ROLE, state, now=time.time(), note=note, **fields)
+
+    async def _progress(self, run: RunningJob, state: JobState, *, note: str | None = None) -> None:
+        if run.client is None:
+            return
+        body: dict[str, Any] = {"job": run.job, "state": state.value, "done": run.done_tokens}
+        if note:
+            body["note"] = note
+        with contextlib.suppress(InfernetError):
+            await run.client.send("job.progress", body)
+
+    async def _result(
+        self,
+        run: RunningJob,
+        state: JobState,
+        *,
+        output: list[int] | None = None,
+        sha: str | None = None,
+        verification: dict[str, Any] | None = None,
+        providers: list[str] | None = None,
+        plan: dict[str, Any] | None = None,
+        reroutes: int = 0,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        if run.client is None:
+            return
+        body: dict[str, Any] = {"job": run.job, "state": state.value, "reroutes": reroutes}
+        if output is not None:
+            body.update(
+                output=seal_json({"ids": output}, self.sk, run.owner),
+                output_sha256=sha,
+                tokens=len(output),
+            )
+        for k, v in (
+            ("verification", verification),
+            ("providers", providers),
+            ("plan", plan),
+            ("error", error),
+        ):
+            if v is not None:
+                body[k] = v
+        with contextlib.suppress(InfernetError, PeerClosed):
+            await run.client.send("job.result", body)
+
+    # ---- cancel / status --------------------------------------------------------------------
+    def _own(self, peer: JobPeer, job: str) -> Any:
+        rec = self.store.find_job(job, ROLE)
+        if rec is None:
+            raise JobProtocolError(f"unknown job {job}", ErrorCode.UNKNOWN_JOB)
+        if rec.owner != peer.peer_pubkey:
+            raise JobProtocolError(f"job {job} belongs to another client", ErrorCode.FORBIDDEN)
+        return rec
+
+    async def _cancel(self, peer: JobPeer, msg: Message) -> None:
+        job = msg.body_dict["job"]
+        rec = self._own(peer, job)
+        run = self.running.get(job)
+        await peer.send("sys.ok", {"job": job}, re=msg.id)
+        if run is not None and run.task is not None:
+            run.task.cancel()
+        elif not rec.terminal:
+            self._terminal(job, JobState.CANCELLED, note="cancelled by the client")
+
+    async def _status(self, peer: JobPeer, msg: Message) -> None:
+        rec = self._own(peer, msg.body_dict["job"])
+        run = self.running.get(rec.job)
+        done = run.done_tokens if run is not None else len(rec.output or [])
+        body: dict[str, Any] = {"job": rec.job, "state": rec.state.value, "done": done}
+        if rec.plan is not None:
+            body["plan"] = rec.plan
+        if rec.error:
+            body["note"] = rec.error[:1024]
+        await peer.send("job.progress", body, re=msg.id)
+
+    async def client_closed(self, peer: JobPeer) -> None:
+        """The submitting client left: the job still runs to its end (job.status can ask)."""
+        for run in self.running.values():
+            if run.client is peer:
+                run.client = None
+
+    async def close(self) -> None:
+        """Shutdown: cancel running jobs; each records a terminal state (spec/node.md)."""
+        tasks = [r.task for r in self.running.values() if r.task is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+
+    def recover(self) -> int:
+        """At start-up, jobs left non-terminal by a crash are recorded as failed (5000)."""
+        stale = self.store.list_jobs(
+            role=ROLE,
+            states={JobState.QUEUED, JobState.PLANNED, JobState.RUNNING, JobState.VERIFYING},
+            limit=100000,
+        )
+        for rec in stale:
+            self.store.transition(
+                rec.job,
+                ROLE,
+                JobState.FAILED,
+                now=time.time(),
+                error="aggregator restarted while the job ran",
+                error_code=int(ErrorCode.INTERNAL),
+            )
+        return len(stale)

@@ -1,0 +1,209 @@
+"""The client role: submit a job to an aggregator and follow it (spec/job.md §Submission).
+
+:func:`submit_job` connects and authenticates, encrypts the prompt to the aggregator's key,
+sends ``job.submit``, and collects ``job.progress`` and the final ``job.result``, decrypting the
+streamed tokens and the output. It recomputes the output hash itself and reports whether it
+matches what the aggregator claimed. The outcome is a plain :class:`JobOutcome` (JSON-ready),
+so scripts, the CLI and the demo can use it directly. When a store is given, the job is
+recorded on the client side too, ending in a terminal state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from infernet_ref.errors import InfernetError
+from infernet_ref.node.errors import RemoteJobError
+from infernet_ref.node.jobstate import JobState
+from infernet_ref.node.messages import Message
+from infernet_ref.node.payloads import open_json, output_sha256, seal_json
+from infernet_ref.node.store import Store
+from infernet_ref.node.transport import JobPeer, PeerClosed, open_peer
+
+ROLE = "client"
+
+
+@dataclass
+class JobOutcome:
+    job: str
+    state: str
+    tokens: list[int] = field(default_factory=list)
+    output_sha256: str | None = None
+    hash_ok: bool | None = None
+    plan: dict[str, Any] | None = None
+    providers: list[str] = field(default_factory=list)
+    verification: dict[str, Any] | None = None
+    reroutes: int = 0
+    error: dict[str, Any] | None = None
+    seconds: float = 0.0
+    aggregator: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def new_job_id() -> str:
+    return "j-" + os.urandom(12).hex()
+
+
+async def submit_job(
+    url: str,
+    secret_key: bytes,
+    *,
+    model: str,
+    prompt_ids: list[int],
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_k: int = 0,
+    top_p: float = 1.0,
+    seed: int = 0,
+    redundancy: int = 1,
+    stream: bool = True,
+    job: str | None = None,
+    store: Store | None = None,
+    timeout: float = 600.0,
+    on_event: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
+) -> JobOutcome:
+    """Run one job through the aggregator at ``url`` and return its outcome."""
+    job = job or new_job_id()
+    events: asyncio.Queue[Message] = asyncio.Queue()
+
+    async def on_message(_: JobPeer, msg: Message, __: bytes | None) -> None:
+        events.put_nowait(msg)
+
+    started = time.monotonic()
+    peer = await open_peer(url, secret_key, on_message=on_message)
+    assert peer.peer_pubkey is not None
+    outcome = JobOutcome(job, "submitted", aggregator=peer.peer_pubkey)
+    sampling: dict[str, Any] = {"temperature": temperature, "seed": seed}
+    if top_k:
+        sampling["top_k"] = top_k
+    if top_p < 1.0:
+        sampling["top_p"] = top_p
+    body: dict[str, Any] = {
+        "job": job,
+        "model": model,
+        "inputs": seal_json({"prompt_ids": prompt_ids}, secret_key, peer.peer_pubkey),
+        "params": {"max_new_tokens": max_new_tokens, "sampling": sampling},
+        "redundancy": redundancy,
+        "stream": stream,
+    }
+    if store is not None:
+        store.create_job(
+            job,
+            role=ROLE,
+            owner=peer.peer_pubkey,
+            model=model,
+            params=body["params"],
+            now=time.time(),
+        )
+    try:
+        async with asyncio.timeout(timeout):
+            await _run(peer, body, events, outcome=outcome, sk=secret_key, on_event=on_event)
+    except (RemoteJobError, PeerClosed, InfernetError, TimeoutError, OSError) as exc:
+        if outcome.state not in {"completed", "failed", "cancelled", "rejected"}:
+            code = exc.code if isinstance(exc, RemoteJobError) else 5000
+            outcome.state = (
+                "rejected" if isinstance(exc, RemoteJobError) and outcome.plan is None else "failed"
+            )
+            outcome.error = {"code": code, "message": str(exc)}
+    finally:
+        await peer.close()
+        outcome.seconds = round(time.monotonic() - started, 3)
+        if store is not None:
+            _record(store, outcome)
+    return outcome
+
+
+async def _emit(on_event: Any, kind: str, data: dict[str, Any]) -> None:
+    if on_event is not None:
+        res = on_event(kind, data)
+        if asyncio.iscoroutine(res):
+            await res
+
+
+async def _run(
+    peer: JobPeer,
+    body: dict[str, Any],
+    events: asyncio.Queue[Message],
+    *,
+    outcome: JobOutcome,
+    sk: bytes,
+    on_event: Any,
+) -> None:
+    reply, _ = await peer.request("job.submit", body, timeout=120)
+    outcome.plan = reply.body_dict.get("plan")
+    outcome.state = "accepted"
+    await _emit(on_event, "accepted", {"job": outcome.job, "plan": outcome.plan})
+    while True:
+        get = asyncio.create_task(events.get())
+        closed = asyncio.create_task(peer.closed.wait())
+        await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+        closed.cancel()
+        if not get.done():
+            get.cancel()
+            raise PeerClosed(f"aggregator closed the connection: {peer.close_reason}")
+        msg = get.result()
+        b = msg.body_dict
+        if msg.type == "job.progress":
+            outcome.state = b["state"]
+            if "tokens" in b:
+                ids = open_json(b["tokens"], sk, sender=peer.peer_pubkey)["ids"]
+                outcome.tokens.extend(ids)
+                await _emit(on_event, "tokens", {"ids": ids, "done": b["done"]})
+            else:
+                await _emit(on_event, "progress", b)
+        elif msg.type == "job.result":
+            _apply_result(outcome, b, sk, peer.peer_pubkey)
+            await _emit(on_event, "result", outcome.to_dict())
+            return
+
+
+def _apply_result(outcome: JobOutcome, b: dict[str, Any], sk: bytes, sender: str | None) -> None:
+    outcome.state = b["state"]
+    outcome.reroutes = b.get("reroutes", 0)
+    outcome.verification = b.get("verification")
+    outcome.providers = b.get("providers", [])
+    outcome.plan = b.get("plan", outcome.plan)
+    outcome.error = b.get("error")
+    if "output" in b:
+        outcome.tokens = list(open_json(b["output"], sk, sender=sender)["ids"])
+        outcome.output_sha256 = b.get("output_sha256")
+        outcome.hash_ok = output_sha256(outcome.tokens) == outcome.output_sha256
+
+
+def _record(store: Store, outcome: JobOutcome) -> None:
+    state = {
+        "completed": JobState.COMPLETED,
+        "cancelled": JobState.CANCELLED,
+        "rejected": JobState.REJECTED,
+    }.get(outcome.state, JobState.FAILED)
+    fields: dict[str, Any] = {
+        "output": outcome.tokens or None,
+        "output_sha256": outcome.output_sha256,
+        "verification": outcome.verification,
+        "plan": outcome.plan,
+        "reroutes": outcome.reroutes,
+    }
+    if outcome.error:
+        fields.update(error=str(outcome.error.get("message")), error_code=outcome.error.get("code"))
+    rec = store.find_job(outcome.job, ROLE)
+    if rec is not None and not rec.terminal:
+        store.transition(outcome.job, ROLE, state, now=time.time(), **fields)
+
+
+async def job_request(
+    url: str, secret_key: bytes, msg_type: str, job: str, *, timeout: float = 30.0
+) -> dict[str, Any]:
+    """``job.status`` or ``job.cancel`` against an aggregator; returns the reply body."""
+    peer = await open_peer(url, secret_key)
+    try:
+        reply, _ = await peer.request(msg_type, {"job": job}, timeout=timeout)
+        return {"type": reply.type, **reply.body_dict}
+    finally:
+        await peer.close()

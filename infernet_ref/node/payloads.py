@@ -1,0 +1,94 @@
+"""End-to-end encrypted job payloads and the result hash (spec/job.md §Encryption, §Result hash).
+
+An ``EncryptedPayload`` carries JSON encrypted from ``from`` to ``to`` with the NIP-44 v2
+conversation key of the two: one NIP-44 payload for plaintexts up to 65535 bytes, else the
+identity layer's chunked construction in its sealed byte form, base64. :func:`open_json`
+checks the addressing before decrypting, and every failure is a :class:`JobProtocolError`.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from infernet_ref.encoding import canonical_json, json_decode
+from infernet_ref.errors import InfernetError
+from infernet_ref.node.errors import ErrorCode, JobProtocolError
+
+NIP44_MAX = 65535
+MAX_PLAINTEXT = 12 << 20
+
+
+def output_sha256(ids: Sequence[int]) -> str:
+    """SHA-256 of token ids as 4-byte big-endian unsigned integers (spec/job.md §Result hash)."""
+    h = hashlib.sha256()
+    for i in ids:
+        h.update(int(i).to_bytes(4, "big"))
+    return h.hexdigest()
+
+
+def seal_json(obj: Any, secret_key: bytes, to_pubkey: str) -> dict[str, Any]:
+    """Encrypt ``obj`` (canonical JSON) for ``to_pubkey``; returns an EncryptedPayload object."""
+    from infernet_ref.nostr import public_key  # noqa: PLC0415
+    from infernet_ref.nostr.chunked import chunked_seal  # noqa: PLC0415
+    from infernet_ref.nostr.nip44 import nip44_conversation_key, nip44_encrypt  # noqa: PLC0415
+
+    plain = canonical_json(obj)
+    key = nip44_conversation_key(secret_key, bytes.fromhex(to_pubkey))
+    me = public_key(secret_key).hex()
+    if len(plain) <= NIP44_MAX:
+        return {
+            "scheme": "nip44",
+            "from": me,
+            "to": to_pubkey,
+            "data": nip44_encrypt(plain.decode(), key),
+        }
+    blob = chunked_seal(plain, key)
+    return {
+        "scheme": "nip44-chunked",
+        "from": me,
+        "to": to_pubkey,
+        "data": base64.b64encode(blob).decode(),
+    }
+
+
+def open_json(payload: dict[str, Any], secret_key: bytes, *, sender: str | None) -> Any:
+    """Decrypt an EncryptedPayload addressed to us from ``sender`` (None: any sender)."""
+    from infernet_ref.nostr import public_key  # noqa: PLC0415
+    from infernet_ref.nostr.chunked import chunked_open  # noqa: PLC0415
+    from infernet_ref.nostr.nip44 import nip44_conversation_key, nip44_decrypt  # noqa: PLC0415
+
+    if payload.get("to") != public_key(secret_key).hex():
+        raise JobProtocolError("encrypted payload is addressed to another key", ErrorCode.FORBIDDEN)
+    if sender is not None and payload.get("from") != sender:
+        raise JobProtocolError(
+            "encrypted payload was not made by the authenticated peer", ErrorCode.FORBIDDEN
+        )
+    try:
+        key = nip44_conversation_key(secret_key, bytes.fromhex(payload["from"]))
+        if payload["scheme"] == "nip44":
+            plain = nip44_decrypt(payload["data"], key).encode()
+        else:
+            plain = chunked_open(
+                base64.b64decode(payload["data"], validate=True), key, max_size=MAX_PLAINTEXT * 2
+            )
+        return json_decode(plain, max_size=MAX_PLAINTEXT)
+    except (InfernetError, binascii.Error, ValueError, KeyError, json.JSONDecodeError) as exc:
+        raise JobProtocolError(f"encrypted payload does not decrypt: {exc}") from exc
+
+
+def check_ids(value: Any, name: str, *, max_len: int = 1 << 20) -> list[int]:
+    """A list of token ids (0..2^32-1), else JobProtocolError 4000."""
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= max_len
+        or not all(
+            isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 1 << 32 for t in value
+        )
+    ):
+        raise JobProtocolError(f"{name} must be a non-empty list of token ids")
+    return value

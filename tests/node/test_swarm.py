@@ -1,0 +1,263 @@
+"""Nodes on loopback in one event loop: pipelined jobs against the transformers oracle, reroute
+and replay after a provider dies, redundancy with agreement and mismatch, rejection, cancel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import hf_greedy, make_tiny, node_config
+
+from infernet_ref.node.client import submit_job
+from infernet_ref.node.daemon import Node
+from infernet_ref.node.jobstate import JobState
+from infernet_ref.node.payloads import output_sha256
+from infernet_ref.node.planner import JobNeeds, ModelShape, stage_bytes
+from infernet_ref.nostr import generate_secret_key
+
+PROMPT = [5, 17, 42, 8, 63, 21]
+NEW = 10
+SANDBOX = {"backend": "in-process", "allow_in_process": True}
+
+
+def half_model_memory(path: Path) -> int:
+    shape = ModelShape.from_hf_config(json.loads((path / "config.json").read_text()))
+    needs = JobNeeds(len(PROMPT), NEW)
+    half = shape.num_layers // 2
+    mem = max(
+        stage_bytes(shape, needs, 0, half, 1), stage_bytes(shape, needs, half, shape.num_layers, 1)
+    )
+    assert stage_bytes(shape, needs, 0, shape.num_layers, 1) > mem  # one device cannot hold it all
+    return mem
+
+
+async def start(nodes: list[Node], cfg: Any) -> Node:
+    node = Node(cfg)
+    await node.start()
+    nodes.append(node)
+    return node
+
+
+async def swarm(
+    tmp: Path,
+    model_path: Path,
+    cid: str,
+    nodes: list[Node],
+    *,
+    providers: int,
+    memory: int,
+    paths: list[Path] | None = None,
+) -> tuple[list[Node], Node]:
+    provs = []
+    for i in range(providers):
+        path = (paths or [])[i] if paths and i < len(paths) else model_path
+        cfg = node_config(
+            tmp,
+            f"p{i}",
+            roles=["provider"],
+            sandbox=SANDBOX,
+            models=[{"cid": cid, "path": str(path)}],
+            resources={"devices": [{"kind": "cpu", "memory_bytes": memory}]},
+        )
+        provs.append(await start(nodes, cfg))
+    agg = await start(
+        nodes,
+        node_config(
+            tmp,
+            "agg",
+            roles=["aggregator"],
+            peers=[p.endpoint for p in provs],
+            models=[{"cid": cid, "path": str(model_path)}],
+            aggregator={"stage_timeout_s": 20, "max_reroutes": 2},
+        ),
+    )
+    return provs, agg
+
+
+async def test_pipelined_job_matches_transformers(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    path, model, cid = tiny_model
+    provs, agg = await swarm(
+        tmp_path, path, cid, no_nodes, providers=2, memory=half_model_memory(path)
+    )
+    streamed: list[int] = []
+
+    async def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "tokens":
+            streamed.extend(data["ids"])
+
+    out = await submit_job(
+        agg.endpoint,
+        generate_secret_key(),
+        model=cid,
+        prompt_ids=PROMPT,
+        max_new_tokens=NEW,
+        on_event=on_event,
+    )
+    assert out.state == "completed", out.error
+    assert out.tokens == hf_greedy(model, PROMPT, NEW)
+    assert streamed == out.tokens
+    assert out.hash_ok is True
+    assert out.output_sha256 == output_sha256(out.tokens)
+    assert out.plan is not None
+    assert out.plan["strategy"] == "pipeline"
+    assert [
+        (s["shard"]["layer_start"], s["shard"]["layer_end"]) for s in out.plan["replicas"][0]
+    ] == [(0, 2), (2, 4)]
+    assert sorted(out.providers) == sorted(p.pubkey for p in provs)
+    assert out.verification == {
+        "redundancy": 1,
+        "verdict": "single",
+        "hashes": [out.output_sha256],
+        "mismatched": [],
+    }
+    rec = agg.store.get_job(out.job, "aggregator")
+    assert rec.state is JobState.COMPLETED
+    assert rec.output == out.tokens
+
+
+async def test_provider_dies_mid_generation_reroute_and_replay(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    path, model, cid = tiny_model
+    provs, agg = await swarm(
+        tmp_path, path, cid, no_nodes, providers=3, memory=half_model_memory(path)
+    )
+    killed: list[str] = []
+
+    async def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "tokens" and data["done"] == 4 and not killed:
+            victim = next(p for p in provs if p.provider is not None and p.provider.sessions)
+            killed.append(victim.pubkey)
+            no_nodes.remove(victim)
+            await victim.stop()
+
+    out = await submit_job(
+        agg.endpoint,
+        generate_secret_key(),
+        model=cid,
+        prompt_ids=PROMPT,
+        max_new_tokens=NEW,
+        on_event=on_event,
+    )
+    assert killed
+    assert out.state == "completed", out.error
+    assert out.reroutes >= 1
+    assert out.tokens == hf_greedy(model, PROMPT, NEW)  # identical to an uninterrupted run
+    assert agg.store.peer(killed[0]).failures >= 1  # type: ignore[union-attr]
+
+
+async def test_seeded_sampling_is_identical_across_a_replay(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    path, _, cid = tiny_model
+    provs, agg = await swarm(
+        tmp_path, path, cid, no_nodes, providers=3, memory=half_model_memory(path)
+    )
+    kw: dict[str, Any] = {
+        "model": cid,
+        "prompt_ids": PROMPT,
+        "max_new_tokens": NEW,
+        "temperature": 1.3,
+        "top_k": 50,
+        "seed": 1234,
+    }
+    first = await submit_job(agg.endpoint, generate_secret_key(), **kw)
+    killed: list[bool] = []
+
+    async def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "tokens" and data["done"] == 3 and not killed:
+            victim = next(p for p in provs if p.provider is not None and p.provider.sessions)
+            killed.append(True)
+            no_nodes.remove(victim)
+            await victim.stop()
+
+    second = await submit_job(agg.endpoint, generate_secret_key(), on_event=on_event, **kw)
+    assert first.state == second.state == "completed"
+    assert killed
+    assert second.reroutes >= 1
+    assert first.tokens == second.tokens
+
+
+async def test_redundancy_agree_and_mismatch_recorded(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    path, model, cid = tiny_model
+    other = tmp_path / "other-weights"
+    make_tiny(other, seed=1)  # a provider that serves wrong weights under the same CID
+    big = 1 << 30
+    provs, agg = await swarm(
+        tmp_path, path, cid, no_nodes, providers=3, memory=big, paths=[path, path, other]
+    )
+    out = await submit_job(
+        agg.endpoint,
+        generate_secret_key(),
+        model=cid,
+        prompt_ids=PROMPT,
+        max_new_tokens=NEW,
+        redundancy=3,
+    )
+    assert out.state == "completed"
+    assert out.plan is not None
+    assert out.plan["strategy"] == "single"
+    ver = out.verification
+    assert ver is not None
+    assert ver["verdict"] == "mismatch"
+    assert ver["mismatched"] == [provs[2].pubkey]
+    assert out.tokens == hf_greedy(model, PROMPT, NEW)  # the majority's output
+    assert agg.store.peer(provs[2].pubkey).mismatches == 1  # type: ignore[union-attr]
+    assert agg.store.reputation(provs[2].pubkey) < agg.store.reputation(provs[0].pubkey)
+    out2 = await submit_job(
+        agg.endpoint,
+        generate_secret_key(),
+        model=cid,
+        prompt_ids=PROMPT,
+        max_new_tokens=4,
+        redundancy=2,
+    )
+    assert out2.verification is not None
+    assert out2.verification["verdict"] == "agree"  # the low-reputation provider is ranked last
+    assert provs[2].pubkey not in out2.providers
+
+
+async def test_model_that_fits_nowhere_is_rejected(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    path, _, cid = tiny_model
+    _, agg = await swarm(tmp_path, path, cid, no_nodes, providers=2, memory=4096)
+    out = await submit_job(
+        agg.endpoint, generate_secret_key(), model=cid, prompt_ids=PROMPT, max_new_tokens=NEW
+    )
+    assert out.state == "rejected"
+    assert out.error is not None
+    assert out.error["code"] == 4100
+    assert agg.store.get_job(out.job, "aggregator").state is JobState.REJECTED
+
+
+async def test_unknown_model_rejected_and_status_and_cancel(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    from infernet_ref.node.client import job_request
+
+    path, _, cid = tiny_model
+    _, agg = await swarm(tmp_path, path, cid, no_nodes, providers=1, memory=1 << 30)
+    sk = generate_secret_key()
+    out = await submit_job(
+        agg.endpoint,
+        sk,
+        model="bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+        prompt_ids=PROMPT,
+        max_new_tokens=2,
+    )
+    assert out.state == "rejected"
+    assert out.error is not None
+    assert out.error["code"] == 4042
+    status = await job_request(agg.endpoint, sk, "job.status", out.job)
+    assert status["state"] == "rejected"
+    with pytest.raises(Exception, match="4003"):
+        await job_request(agg.endpoint, generate_secret_key(), "job.status", out.job)
+    with pytest.raises(Exception, match="4040"):
+        await job_request(agg.endpoint, sk, "job.cancel", "j-doesnotexist")
