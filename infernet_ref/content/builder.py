@@ -36,7 +36,7 @@ from infernet_ref.content.unixfs import (
 MAX_LINKS_PER_NODE = 1024
 SHARD_THRESHOLD = 262_144  # unixfs-v1-2025: flat directories up to 256 KiB ("block-bytes")
 
-BlockSink = Callable[[CID, bytes | bytearray | memoryview], None]
+BlockSink = Callable[[CID, bytes | bytearray | memoryview], object]
 
 
 @dataclass(frozen=True, slots=True)

@@ -148,6 +148,10 @@ class BlockStore:
                 (str(c), size, int(c.codec), time.time()),
             )
 
+    def sink(self, cid: CID, data: bytes | bytearray | memoryview) -> None:
+        """Block sink for the DAG builder, which has just hashed ``data`` itself."""
+        self.put(cid, data, verify=False)
+
     def put_block(self, data: bytes, codec: Codec = Codec.RAW) -> CID:
         """Store a block and return its CIDv1."""
         c = CID.for_block(codec, data)
