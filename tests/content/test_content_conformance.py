@@ -39,4 +39,5 @@ async def test_corrupting_server_fails(tmp_path: Path) -> None:
     target = Target.parse([f"content=ws://127.0.0.1:{srv.port}/content?cid={cid}"])
     report = await run_cases(select(all_cases(), ["content.block.verify"]), target, timeout=10)
     await srv.close()
-    assert not report.ok and report.results[0].verdict.value == "fail"
+    assert not report.ok
+    assert report.results[0].verdict.value == "fail"
