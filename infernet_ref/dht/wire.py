@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
@@ -51,6 +52,7 @@ class Op:
 
 
 OPS = frozenset({Op.PING, Op.FIND_NODE, Op.FIND_VALUE, Op.STORE, Op.LEAVE})
+_OP_NAME = re.compile(r"[A-Z][A-Z0-9_]{0,31}").fullmatch
 
 
 class Kind:
@@ -292,7 +294,7 @@ def decode(data: bytes) -> Datagram:
     try:
         if v != PROTOCOL_VERSION:
             raise _fail(f"protocol version {v} is not supported", t, op, ErrorCode.VERSION)
-        if op not in OPS:
+        if op not in OPS and y != Kind.ERROR:  # an ERROR may echo an operation we do not know
             raise _fail(f"unknown operation {op[:32]!r}", t, op, ErrorCode.UNKNOWN_OP)
         if y == Kind.QUERY:
             _check_query(op, body, t)

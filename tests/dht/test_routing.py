@@ -60,12 +60,16 @@ def test_full_bucket_pings_lrs_then_evicts_on_failure() -> None:
     for i, nid in enumerate(ids[:3]):
         assert t.update(nid, (f"1.2.{i}.4", 1), float(i))[0] is Update.ADDED
     outcome, ping = t.update(ids[3], ("1.2.9.4", 1), 10.0)
-    assert outcome is Update.CACHED and ping is not None and ping.node_id == ids[0]
+    assert outcome is Update.CACHED
+    assert ping is not None
+    assert ping.node_id == ids[0]
     # While that ping is out, another newcomer is only cached.
     assert t.update(ids[4], ("1.2.8.4", 1), 11.0) == (Update.CACHED, None)
     promoted = t.failed(ids[0])
-    assert promoted is not None and promoted.node_id == ids[4]  # most recently seen replacement
-    assert ids[0] not in t and ids[4] in t
+    assert promoted is not None
+    assert promoted.node_id == ids[4]
+    assert ids[0] not in t
+    assert ids[4] in t
 
 
 def test_full_bucket_keeps_lrs_that_answers() -> None:
@@ -75,10 +79,12 @@ def test_full_bucket_keeps_lrs_that_answers() -> None:
     t.update(a, ("1.1.1.1", 1), 0.0)
     t.update(b, ("1.1.2.1", 1), 1.0)
     _, ping = t.update(c, ("1.1.3.1", 1), 2.0)
-    assert ping is not None and ping.node_id == a
+    assert ping is not None
+    assert ping.node_id == a
     t.seen(a, 3.0)  # the ping was answered: a becomes most recently seen, c stays cached
     assert [x.node_id for x in t.buckets[0].contacts] == [b, a]
-    assert c not in t and t.buckets[0].pinging is None
+    assert c not in t
+    assert t.buckets[0].pinging is None
 
 
 def test_subnet_limit_per_bucket() -> None:
@@ -113,7 +119,8 @@ def test_known_contact_keeps_its_address_until_it_fails() -> None:
     assert t.update(nid, ("2.2.2.2", 1), 1)[0] is Update.REJECTED
     t.failed(nid)
     assert t.update(nid, ("2.2.2.2", 1), 2)[0] is Update.REFRESHED
-    assert t.get(nid) is not None and t.get(nid).addr == ("2.2.2.2", 1)  # type: ignore[union-attr]
+    assert t.get(nid) is not None
+    assert t.get(nid).addr == ("2.2.2.2", 1)
 
 
 def test_stale_buckets_and_failures() -> None:

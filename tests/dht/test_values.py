@@ -166,7 +166,9 @@ def test_newest_per_publisher_wins_and_others_coexist() -> None:
     assert st.put(key, other, NOW + 100) is StoreResult.STORED
     got = st.get(key, NOW)
     assert [e["id"] for e in got] == [new["id"], other["id"]]
-    assert st.expire(NOW + 100) == 2 and st.get(key, NOW + 100) == [] and st.bytes == 0
+    assert st.expire(NOW + 100) == 2
+    assert st.get(key, NOW + 100) == []
+    assert st.bytes == 0
 
 
 def test_caps_refuse_new_slots() -> None:
@@ -193,9 +195,11 @@ def test_tokens_bound_to_address_and_rotate() -> None:
     tk = TokenIssuer(rng.randbytes, 0.0, interval=300)
     a, b = ("1.2.3.4", 5), ("1.2.3.4", 6)
     t0 = tk.issue(a, 0.0)
-    assert tk.check(t0, a, 1.0) and not tk.check(t0, b, 1.0)
+    assert tk.check(t0, a, 1.0)
+    assert not tk.check(t0, b, 1.0)
     assert tk.check(t0, a, 301.0)  # previous secret still accepted
     assert not tk.check(t0, a, 601.0)  # two rotations later it is gone
     assert not tk.check(b"", a, 1.0)
     late = tk.issue(a, 5000.0)
-    assert not tk.check(t0, a, 5000.0) and tk.check(late, a, 5000.0)
+    assert not tk.check(t0, a, 5000.0)
+    assert tk.check(late, a, 5000.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from typing import Any
 
@@ -92,7 +93,8 @@ def test_hand_checks_agree_with_schema(y: str, op: str, body: dict[str, Any]) ->
 def test_error_codes_and_txid() -> None:
     with pytest.raises(WireError) as exc:
         wire.decode(wire.encode(T, Kind.QUERY, "NOPE", {"id": ID}))
-    assert exc.value.code == ErrorCode.UNKNOWN_OP and exc.value.txid == T
+    assert exc.value.code == ErrorCode.UNKNOWN_OP
+    assert exc.value.txid == T
     with pytest.raises(WireError) as exc:
         wire.decode(fastcbor.encode({"v": 2, "t": T, "y": "q", "op": "PING", "body": {"id": ID}}))
     assert exc.value.code == ErrorCode.VERSION
@@ -106,10 +108,8 @@ def test_error_codes_and_txid() -> None:
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=600))
 def test_any_bytes_give_datagram_or_wire_error(data: bytes) -> None:
-    try:
+    with contextlib.suppress(WireError):
         wire.decode(data)
-    except WireError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -121,10 +121,8 @@ def test_mutated_datagrams_never_escape(
     for _ in range(data.draw(st.integers(1, 4))):
         i = data.draw(st.integers(0, len(raw) - 1))
         raw[i] = data.draw(st.integers(0, 255))
-    try:
+    with contextlib.suppress(WireError):
         wire.decode(bytes(raw))
-    except WireError:
-        pass
 
 
 def test_ip_packing() -> None:
