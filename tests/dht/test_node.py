@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 
@@ -22,7 +23,9 @@ async def _swarm(n: int, seed: int) -> list[DHTNode]:
     nodes = [await DHTNode.create(rng.randbytes(32), config=cfg)]
     for _ in range(n - 1):
         nodes.append(await DHTNode.create(rng.randbytes(32), config=cfg))
-    await asyncio.gather(*(nd.bootstrap([nodes[rng.randrange(i)].address]) for i, nd in enumerate(nodes) if i))
+    await asyncio.gather(
+        *(nd.bootstrap([nodes[rng.randrange(i)].address]) for i, nd in enumerate(nodes) if i)
+    )
     return nodes
 
 
@@ -32,7 +35,9 @@ async def test_swarm_put_get_find_and_churn() -> None:
         rng = random.Random(2)
         items = []
         for i in range(5):
-            key, ev = content_record(rng.randbytes(32), cid="bafkrei" + "abcdefgh"[i] * 52, created_at=int(time.time()))
+            key, ev = content_record(
+                rng.randbytes(32), cid="bafkrei" + "abcdefgh"[i] * 52, created_at=int(time.time())
+            )
             res = await nodes[rng.randrange(40)].put(key, ev)
             assert res.stored >= 10
             items.append((key, ev))
@@ -43,8 +48,10 @@ async def test_swarm_put_get_find_and_churn() -> None:
         found = await nodes[3].find_node(target)
         assert found[0].node_id == target
         assert found[0].address == nodes[17].address
-        ids = sorted((nd.node_id for nd in nodes if nd is not nodes[3]),
-                     key=lambda x: int.from_bytes(x, "big") ^ int.from_bytes(target, "big"))
+        ids = sorted(
+            (nd.node_id for nd in nodes if nd is not nodes[3]),
+            key=lambda x: int.from_bytes(x, "big") ^ int.from_bytes(target, "big"),
+        )
         assert [c.node_id for c in found] == ids[:20]
         dead = set(rng.sample(range(1, 40), 12))  # 30 % killed without warning
         for i in dead:
@@ -74,3 +81,31 @@ async def test_graceful_close_and_api_misuse() -> None:
         await nodes[0].put(key, dict(ev, content="tampered"))
     for nd in nodes:
         await nd.close(graceful=False)
+
+
+async def test_announcer_publishes_on_change_and_is_found_by_model() -> None:
+    import copy
+
+    from infernet_ref.dht.announce import Announcer
+    from infernet_ref.dht.records import provider_key
+
+    from .test_values import ANN
+
+    nodes = await _swarm(12, 4)
+    try:
+        doc = copy.deepcopy(ANN)
+        sk = bytes([9]) * 32
+        ann = Announcer(nodes[1], sk, lambda: doc, interval=3600)
+        assert await ann.check()
+        assert not await ann.check()  # unchanged: nothing to do
+        doc["uptime"] = 99
+        assert not await ann.check()  # uptime alone is not a change
+        doc["load"] = {"queue": 7, "free_kv_blocks": 3}
+        assert await ann.check()
+        got = await nodes[8].get(provider_key(doc["models"][0]["cid"]))
+        assert len(got) == 1
+        assert json.loads(got[0]["content"])["load"]["queue"] == 7
+        assert any(t[0] == "expiration" for t in got[0]["tags"])
+    finally:
+        for nd in nodes:
+            await nd.close(graceful=False)
