@@ -105,6 +105,19 @@ def bench_transfer(size: int, tmp: Path) -> None:
             p.kill()
 
 
+async def _walk_network(client: object, root: object) -> None:
+    from infernet_ref.content.dag import block_links
+
+    sem = asyncio.Semaphore(64)
+
+    async def visit(cid: object) -> None:
+        async with sem:
+            block = await client.get_block(cid)  # type: ignore[attr-defined]
+        await asyncio.gather(*(visit(c) for c in block_links(cid, block)))  # type: ignore[arg-type]
+
+    await visit(root)
+
+
 def _stream_proc(gib: float, store_dir: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     from infernet_ref.content.builder import build_file
     from infernet_ref.content.store import BlockStore

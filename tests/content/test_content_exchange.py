@@ -137,17 +137,18 @@ def _source(tmp_path: Path, name: str, data: bytes) -> tuple[BlockStore, CID, Pa
     return store, root, d
 
 
-async def test_fetch_from_three_providers_and_export(tmp_path: Path) -> None:
+@pytest.mark.parametrize("offload", [False, True], ids=["inline", "threads"])
+async def test_fetch_from_three_providers_and_export(tmp_path: Path, offload: bool) -> None:
     data = gen_bytes(9 * MIB + 123)
     servers = []
     for i in range(3):
         store, root, _src = _source(tmp_path, str(i), data)
-        srv, _cs = await serve_content(store)
+        srv, _cs = await serve_content(store, offload=offload)
         servers.append(srv)
     urls = [f"ws://127.0.0.1:{s.port}/content" for s in servers]
     dst = BlockStore(tmp_path / "dst", fsync=False)
     seen: list[int] = []
-    async with ExchangeClient(urls, store=dst, window=4) as client:
+    async with ExchangeClient(urls, store=dst, window=4, offload=offload) as client:
         stats = await client.fetch_dag(root, progress=seen.append)
     assert sum(seen) == len(data) + 8
     assert stats.blocks_fetched == 13

@@ -19,6 +19,7 @@ import hashlib
 import heapq
 import itertools
 import logging
+import os
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -43,6 +44,7 @@ log = logging.getLogger("infernet.content.client")
 MAX_MESSAGE = 4 * 1024 * 1024
 PRIOR_RATE = 64e6  # bytes/s assumed before a provider has delivered anything
 BLOCK_ESTIMATE = 1 << 20
+OFFLOAD_MIN_CPUS = 4
 
 
 @dataclass
@@ -91,6 +93,7 @@ class ExchangeClient:
         connect_timeout: float = 10.0,
         on_bad_peer: Callable[[str, str], None] | None = None,
         cache_bytes: int = 64 * 1024 * 1024,
+        offload: bool | None = None,
     ) -> None:
         self.urls = list(dict.fromkeys(providers))
         self.store = store
@@ -106,6 +109,9 @@ class ExchangeClient:
         self._watchdog: asyncio.Task[None] | None = None
         self.stats = FetchStats()
         self.cache_bytes = cache_bytes
+        # Hash and write blocks on worker threads only when there are cores to spare: on a
+        # small machine the thread hand-off (GIL convoy) costs more than the hashing.
+        self.offload = (os.cpu_count() or 1) >= OFFLOAD_MIN_CPUS if offload is None else offload
         self._cache: OrderedDict[CID, bytes] = OrderedDict()
         self._cached = 0
 
@@ -259,7 +265,10 @@ class ExchangeClient:
                 parsed = p.session.parse_block(msg)
                 if parsed is None:
                     continue
-                digest = await loop.run_in_executor(None, _sha256, parsed[1])
+                if self.offload:
+                    digest = await loop.run_in_executor(None, _sha256, parsed[1])
+                else:
+                    digest = _sha256(parsed[1])
                 ev = p.session.finish_block(parsed[0], parsed[1], digest)
                 if ev is not None:
                     await self._on_block(p, ev)
@@ -286,7 +295,10 @@ class ExchangeClient:
         p.last_progress = now
         p.received += len(ev.data)
         if self.store is not None:
-            await asyncio.get_running_loop().run_in_executor(None, self._put, ev.cid, ev.data)
+            if self.offload:
+                await asyncio.get_running_loop().run_in_executor(None, self._put, ev.cid, ev.data)
+            else:
+                self._put(ev.cid, ev.data)
         self._remember(ev.cid, ev.data)
         req = self._requests.pop(ev.cid, None)
         self.stats.blocks_fetched += 1

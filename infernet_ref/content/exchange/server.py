@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -45,11 +46,13 @@ class ContentServer:
         *,
         max_wants: int = 4096,
         on_send: Callable[[CID, int], None] | None = None,
+        offload: bool | None = None,
     ) -> None:
         self.store = store
         self.max_wants = max_wants
         self.on_send = on_send
         self.stats = ServerStats()
+        self.offload = (os.cpu_count() or 1) >= 4 if offload is None else offload
 
     def _load(self, cid: CID) -> bytes | None:
         try:
@@ -108,7 +111,10 @@ class ContentServer:
                 wake.clear()
                 await wake.wait()
                 continue
-            data = await loop.run_in_executor(None, self._load, entry.cid)
+            if self.offload:
+                data = await loop.run_in_executor(None, self._load, entry.cid)
+            else:
+                data = self._load(entry.cid)
             if data is None or not entry.want_block:
                 text = session.answer(entry, data is not None)
                 if data is None:
