@@ -98,6 +98,25 @@ def test_kernel_modes_match_reference(name: str, mode: str, dtype: torch.dtype) 
     assert_matches("paged_attention_decode", actual, paged_attention_decode_reference(*args))
 
 
+def test_more_partitions_than_one_reduce_step() -> None:
+    """35 partitions, combined by the reduce kernel in two steps of 32; the score maximum lies
+    in the second step, so the first step's partials must be rescaled."""
+    case = make_paged_case(
+        num_heads=2,
+        num_kv_heads=1,
+        head_dim=64,
+        block_size=16,
+        context_lens=[560],
+        dtype=torch.float32,
+    )
+    spike = 550
+    block = int(case.block_tables[0, spike // 16])
+    case.k_cache[block, spike % 16, 0] = 2.5 * (case.q[0, 0] + case.q[0, 1])
+    args = (case.q, case.k_cache, case.v_cache, case.block_tables, case.context_lens, case.scale)
+    actual = paged_attention_decode(*args, partition_size=16)
+    assert_matches("paged_attention_decode", actual, paged_attention_decode_reference(*args))
+
+
 def test_empty_context_yields_zeros_and_strided_query() -> None:
     case = _case("gqa3-d80-bs5-empty", torch.float32, seed=3)
     wide = torch.randn(case.q.shape[0], case.q.shape[1], 2 * case.q.shape[2])
