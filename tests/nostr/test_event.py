@@ -23,7 +23,7 @@ from infernet_ref.nostr import (
     sign_event,
     verify_event,
 )
-from infernet_ref.nostr.event import _shape_error
+from infernet_ref.nostr.event import _shape_error, serialize_checked
 from infernet_ref.specs import validate_data
 
 SK = bytes.fromhex("67dea2ed018072d675f5415ecfaed7d2597555e202d85b3d65ea4e58d2d92ffa")
@@ -69,6 +69,7 @@ def test_serialization_agrees_with_canonical_json(
             canonical_json([0, PK, created_at, kind, tags, content])
         return
     assert ours == canonical_json([0, PK, created_at, kind, tags, content])
+    assert serialize_checked(PK, created_at, kind, tags, content).encode() == ours
     assert json.loads(ours) == [0, PK, created_at, kind, tags, content]
 
 
@@ -224,6 +225,12 @@ def test_shape_rules_equal_the_json_schema(ev: dict[str, Any]) -> None:
     assert (_shape_error(ev) is None) is schema_ok
     result = verify_event(ev)
     assert result is (ev == BASE)
+    try:
+        check_event(ev)
+        checked = True
+    except EventError:
+        checked = False
+    assert checked is result
 
 
 @settings(max_examples=200, deadline=None)
@@ -275,3 +282,21 @@ def test_vectors() -> None:
             "invalid": [{"name": k, "event": v} for k, v in invalid.items()],
         },
     )
+
+
+def test_key_cache_keeps_verdicts() -> None:
+    """The parsed-key cache changes speed only: bad signatures under a cached key still fail."""
+    from infernet_ref.nostr.event import _KEY_CACHE, clear_key_cache
+
+    clear_key_cache()
+    ev = sign_event(template("cached"), SK, aux=AUX)
+    assert verify_event(ev)
+    assert ev["pubkey"] in _KEY_CACHE
+    forged = {**ev, "sig": sign_event(template("other"), SK, aux=AUX)["sig"]}
+    assert not verify_event(forged)
+    off_curve = {**ev, "pubkey": "00" * 32}
+    off_curve["id"] = event_id(off_curve)
+    assert not verify_event(off_curve)
+    assert "00" * 32 not in _KEY_CACHE  # only keys that parse are remembered
+    clear_key_cache()
+    assert verify_event(ev)
