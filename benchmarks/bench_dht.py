@@ -45,7 +45,9 @@ def pct(xs: list[float], q: float) -> float:
     return s[min(len(s) - 1, round(q * (len(s) - 1)))]
 
 
-def summarize(name: str, oks: list[bool], lat: list[float], hops: list[int], msgs: int) -> dict[str, Any]:
+def summarize(
+    name: str, oks: list[bool], lat: list[float], hops: list[int], msgs: int
+) -> dict[str, Any]:
     n = len(oks)
     return {
         "phase": name,
@@ -104,8 +106,10 @@ def _ours_adversary(core: Any, mode: str, adversaries: list[Any], rng: random.Ra
         target = body.get("target") or body.get("key")
         if target is not None:
             t = int.from_bytes(target, "big")
-            liars = sorted((a for a in adversaries if a.core is not core),
-                           key=lambda a: int.from_bytes(a.node_id, "big") ^ t)[:20]
+            liars = sorted(
+                (a for a in adversaries if a.core is not core),
+                key=lambda a: int.from_bytes(a.node_id, "big") ^ t,
+            )[:20]
             res["nodes"] = [[a.node_id, wire.pack_ip(a.address[0]), a.address[1]] for a in liars]
         if dg.op == wire.Op.FIND_VALUE and mode == "forge":
             ev = dict(rng.choice(FORGE_POOL)) if FORGE_POOL else None
@@ -122,12 +126,16 @@ def _ours_adversary(core: Any, mode: str, adversaries: list[Any], rng: random.Ra
 FORGE_POOL: list[dict[str, Any]] = []
 
 
-async def run_ours(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[str, Any]:
+async def run_ours(
+    n: int, puts: int, gets: int, seed: int, conc: int, join_refresh: bool
+) -> dict[str, Any]:
     from infernet_ref.dht import DHTConfig, DHTNode, content_provider_key
     from infernet_ref.dht.records import build_content_record
 
     rng = random.Random(seed)
-    cfg = DHTConfig(rate=2000, burst=4000, global_rate=1e6, global_burst=1e6)
+    cfg = DHTConfig(
+        rate=2000, burst=4000, global_rate=1e6, global_burst=1e6, join_refresh=join_refresh
+    )
     base = rss()
 
     async def swarm(adv_frac: float) -> tuple[list[Any], list[Any]]:
@@ -138,8 +146,14 @@ async def run_ours(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[s
             nodes.append(node)
             if adv_frac and i % round(1 / adv_frac) == 0:
                 advs.append(node)
-        await gather_limited([nd.bootstrap([nodes[rng.randrange(max(1, i))].address])
-                              for i, nd in enumerate(nodes) if i], conc)
+        await gather_limited(
+            [
+                nd.bootstrap([nodes[rng.randrange(max(1, i))].address])
+                for i, nd in enumerate(nodes)
+                if i
+            ],
+            conc,
+        )
         for a in advs:
             _ours_adversary(a.core, rng.choice(["wrong", "drop", "forge"]), advs, rng)
         return nodes, advs
@@ -147,8 +161,9 @@ async def run_ours(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[s
     def sent(nodes: list[Any]) -> int:
         return sum(nd.core.stats.sent for nd in nodes)
 
-    async def phase(name: str, nodes: list[Any], items: list[tuple[bytes, dict[str, Any]]],
-                    paths: int) -> dict[str, Any]:
+    async def phase(
+        name: str, nodes: list[Any], items: list[tuple[bytes, dict[str, Any]]], paths: int
+    ) -> dict[str, Any]:
         oks: list[bool] = []
         lat: list[float] = []
         hops: list[int] = []
@@ -160,8 +175,10 @@ async def run_ours(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[s
             res = await node.get_result(key, paths=paths)
             lat.append(time.perf_counter() - t0)
             hops.append(res.hops)
-            oks.append(any(v["id"] == ev["id"] for v in res.values) and
-                       all(v["content"] != "forged" for v in res.values))
+            oks.append(
+                any(v["id"] == ev["id"] for v in res.values)
+                and all(v["content"] != "forged" for v in res.values)
+            )
 
         todo = [rng.choice(items) for _ in range(gets)]
         await gather_limited([one(k, e) for k, e in todo], conc)
@@ -172,13 +189,15 @@ async def run_ours(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[s
         now = int(time.time())
         for _ in range(puts):
             cid = fake_cid(rng)
-            ev = build_content_record(rng.randbytes(32), cid, "ws://127.0.0.1:9/content", created_at=now)
+            ev = build_content_record(
+                rng.randbytes(32), cid, "ws://127.0.0.1:9/content", created_at=now
+            )
             items.append((content_provider_key(cid), ev))
         await gather_limited([rng.choice(nodes).put(k, e, paths=paths) for k, e in items], conc)
         FORGE_POOL.extend(e for _, e in items)
         return items
 
-    out: dict[str, Any] = {"impl": "infernet_ref.dht", "nodes": n}
+    out: dict[str, Any] = {"impl": "infernet_ref.dht", "nodes": n, "join_refresh": join_refresh}
     t0 = time.perf_counter()
     nodes, _ = await swarm(0.0)
     out["bootstrap_s"] = time.perf_counter() - t0
@@ -203,9 +222,12 @@ async def run_ours(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[s
 
 
 # ------------------------------------------------------------- kademlia ---------------------
-async def run_kademlia(n: int, puts: int, gets: int, seed: int, conc: int) -> dict[str, Any]:
+async def run_kademlia(
+    n: int, puts: int, gets: int, seed: int, conc: int, join_refresh: bool
+) -> dict[str, Any]:
     import logging
 
+    del join_refresh
     from kademlia import crawling
     from kademlia.network import Server
     from kademlia.protocol import KademliaProtocol
@@ -276,8 +298,14 @@ async def run_kademlia(n: int, puts: int, gets: int, seed: int, conc: int) -> di
             s.port = s.transport.get_extra_info("sockname")[1]
             counting(s)
             servers.append(s)
-        await gather_limited([s.bootstrap([("127.0.0.1", servers[rng.randrange(max(1, i))].port)])
-                              for i, s in enumerate(servers) if i], conc)
+        await gather_limited(
+            [
+                s.bootstrap([("127.0.0.1", servers[rng.randrange(max(1, i))].port)])
+                for i, s in enumerate(servers)
+                if i
+            ],
+            conc,
+        )
         return servers, advs
 
     async def phase(name: str, servers: list[Any], items: list[tuple[str, str]]) -> dict[str, Any]:
@@ -300,7 +328,9 @@ async def run_kademlia(n: int, puts: int, gets: int, seed: int, conc: int) -> di
         return summarize(name, oks, lat, hops, counter[0] - before)
 
     async def publish(servers: list[Any]) -> list[tuple[str, str]]:
-        items = [(os.urandom(32).hex(), json.dumps({"cid": fake_cid(rng), "n": i})) for i in range(puts)]
+        items = [
+            (os.urandom(32).hex(), json.dumps({"cid": fake_cid(rng), "n": i})) for i in range(puts)
+        ]
         await gather_limited([rng.choice(servers).set(k, v) for k, v in items], conc)
         return items
 
@@ -332,7 +362,9 @@ async def run_kademlia(n: int, puts: int, gets: int, seed: int, conc: int) -> di
 def child(args: argparse.Namespace) -> None:
     fn = run_ours if args.impl == "ours" else run_kademlia
     t0 = time.perf_counter()
-    out = asyncio.run(fn(args.nodes, args.puts, args.gets, args.seed, args.concurrency))
+    out = asyncio.run(
+        fn(args.nodes, args.puts, args.gets, args.seed, args.concurrency, args.join_refresh)
+    )
     out["wall_s"] = time.perf_counter() - t0
     out["cpu_s"] = time.process_time()
     print(json.dumps(out))
@@ -341,8 +373,10 @@ def child(args: argparse.Namespace) -> None:
 def show(results: dict[str, dict[str, Any]]) -> None:
     cols = ("success", "hops_mean", "msgs_per_get", "p50_ms", "p95_ms")
     for impl, r in results.items():
-        print(f"\n{r['impl']}: N={r['nodes']} bootstrap {r['bootstrap_s']:.1f}s, "
-              f"memory {r['mem_per_node_kib']:.1f} KiB/node, wall {r['wall_s']:.0f}s, cpu {r['cpu_s']:.0f}s")
+        print(
+            f"\n{r['impl']}: N={r['nodes']} bootstrap {r['bootstrap_s']:.1f}s, "
+            f"memory {r['mem_per_node_kib']:.1f} KiB/node, wall {r['wall_s']:.0f}s, cpu {r['cpu_s']:.0f}s"
+        )
         print(f"  {'phase':<18}" + "".join(f"{c:>14}" for c in cols))
         for ph in r["phases"]:
             print(f"  {ph['phase']:<18}" + "".join(f"{ph[c]:>14.3f}" for c in cols))
@@ -357,13 +391,22 @@ def show(results: dict[str, dict[str, Any]]) -> None:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--puts", type=int, default=50)
     ap.add_argument("--gets", type=int, default=300)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--concurrency", type=int, default=20)
     ap.add_argument("--only", choices=["ours", "kademlia"])
+    ap.add_argument(
+        "--join-refresh",
+        action="store_true",
+        help="ours: refresh the buckets beyond the nearest neighbour after joining (paper "
+        "§2.3); off by default, matching kademlia's self-lookup-only join, because in "
+        "one process it adds ~10 lookups per node of background load",
+    )
     ap.add_argument("--impl", choices=["ours", "kademlia"], help=argparse.SUPPRESS)
     ap.add_argument("--json", help="also write the raw results here")
     args = ap.parse_args()
@@ -371,10 +414,23 @@ def main() -> None:
         child(args)
         return
     results: dict[str, dict[str, Any]] = {}
-    for impl in ([args.only] if args.only else ["ours", "kademlia"]):
-        cmd = [sys.executable, __file__, "--impl", impl, "--nodes", str(args.nodes), "--puts",
-               str(args.puts), "--gets", str(args.gets), "--seed", str(args.seed),
-               "--concurrency", str(args.concurrency)]
+    for impl in [args.only] if args.only else ["ours", "kademlia"]:
+        cmd = [
+            sys.executable,
+            __file__,
+            "--impl",
+            impl,
+            "--nodes",
+            str(args.nodes),
+            "--puts",
+            str(args.puts),
+            "--gets",
+            str(args.gets),
+            "--seed",
+            str(args.seed),
+            "--concurrency",
+            str(args.concurrency),
+        ] + (["--join-refresh"] if args.join_refresh else [])
         print(f"running {impl} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if proc.returncode != 0:

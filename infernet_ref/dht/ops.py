@@ -87,6 +87,7 @@ class LookupOp(Operation):
         self._value_nodes: list[Candidate] = []
         self.value_hops = 0
         self.started = 0.0
+        self._local = False
 
     def start(self, core: DHTCore, now: float) -> None:
         self.started = now
@@ -99,6 +100,14 @@ class LookupOp(Operation):
         )
         seeds = core.table.closest(self.target, core.config.k * self.paths)
         self.lookup.seed([(c.node_id, c.addr) for c in seeds])
+        if self.want_values:  # our own replica counts as one node that returned values
+            local = core.store.get(self.target, now)
+            for ev in local:
+                try:
+                    self._found.put(self.target, ev, core.validator.validate(self.target, ev, now))
+                except RecordError:
+                    continue
+            self._local = bool(local)
         self._pump(core, now)
 
     def _query(self, core: DHTCore, c: Candidate, now: float, offset: int = 0) -> bool:
@@ -118,7 +127,7 @@ class LookupOp(Operation):
         for c in self.lookup.next_queries():
             if not self._query(core, c, now):
                 self.lookup.on_fail(c)
-        quorum_met = self.quorum and len(self._value_nodes) >= self.quorum
+        quorum_met = self.quorum and len(self._value_nodes) + self._local >= self.quorum
         if self.lookup.done or quorum_met:
             self._finish(core, now)
 
@@ -170,7 +179,12 @@ class LookupOp(Operation):
     def _finish(self, core: DHTCore, now: float) -> None:
         self.finished = True
         res = self.lookup.result()
-        hops = self.value_hops if self._value_nodes else (max((c.depth for c in res), default=0))
+        if self._local and not self._value_nodes:
+            hops = 0
+        elif self._value_nodes:
+            hops = self.value_hops
+        else:
+            hops = max((c.depth for c in res), default=0)
         result = LookupResult(
             self.target,
             [(c.node_id, c.addr) for c in res],

@@ -61,7 +61,7 @@ class DHTConfig:
     max_pending: int = 4096
     max_admissions: int = 64
     max_peers: int = 8192
-    value_quorum: int = 2
+    value_quorum: int = 1
     join_refresh: bool = True
 
 

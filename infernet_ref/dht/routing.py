@@ -175,13 +175,15 @@ class RoutingTable:
             del b.replacements[0]
 
     def wants(self, node_id: bytes) -> bool:
-        """Whether a contact with this ID, once proven, could enter the table or its cache."""
-        if node_id == self.own_id:
-            return False
-        if node_id in self._index:
+        """Whether a contact with this ID, once proven, would enter the table or a free cache slot."""
+        if node_id == self.own_id or node_id in self._index:
             return False
         b = self.buckets[self.bucket_index(node_id)]
-        return len(b.contacts) < self.k or all(r.node_id != node_id for r in b.replacements)
+        if len(b.contacts) < self.k:
+            return True
+        return len(b.replacements) < self.replacement_size and all(
+            r.node_id != node_id for r in b.replacements
+        )
 
     def seen(self, node_id: bytes, now: float) -> None:
         """A table contact answered: it becomes most recently seen."""
