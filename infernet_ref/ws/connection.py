@@ -20,16 +20,19 @@ import os
 from collections.abc import Callable
 from enum import Enum, IntEnum
 
+from infernet_ref.ws.buffer import ByteQueue
 from infernet_ref.ws.errors import InvalidState, WebSocketProtocolError
 from infernet_ref.ws.events import CloseReceived, Event, Message, Ping, Pong, ProtocolFailed
 from infernet_ref.ws.extensions.deflate import PerMessageDeflate
 from infernet_ref.ws.frames import (
     MAX_CONTROL_PAYLOAD,
     RSV1,
+    Buffer,
     CloseCode,
     Frame,
     Opcode,
     encode_frame,
+    encode_frame_parts,
     is_valid_close_code,
     parse_frames,
 )
@@ -38,7 +41,8 @@ from infernet_ref.ws.utf8 import Utf8Validator, decode_text
 DEFAULT_MAX_MESSAGE_SIZE = 32 * 1024 * 1024  # spec/ws.md "Limits"
 MAX_REASON_BYTES = MAX_CONTROL_PAYLOAD - 2  # §5.5.1: the code takes 2 of the 125 bytes
 # Plain ints for the per-frame dispatch (IntEnum attribute lookups cost more on CPython 3.11).
-_CONT, _TEXT, _PING, _PONG = int(Opcode.CONT), int(Opcode.TEXT), int(Opcode.PING), int(Opcode.PONG)
+_CONT, _TEXT, _BINARY = int(Opcode.CONT), int(Opcode.TEXT), int(Opcode.BINARY)
+_PING, _PONG = int(Opcode.PING), int(Opcode.PONG)
 _DATA = frozenset({int(Opcode.TEXT), int(Opcode.BINARY)})
 
 
@@ -51,6 +55,11 @@ class State(IntEnum):
     OPEN = 1  # §4.1 "_The WebSocket Connection is Established_"
     CLOSING = 2  # §7.1.3 "_The WebSocket Closing Handshake is Started_"
     CLOSED = 3  # §7.1.4 closing handshake done, or the connection failed (§7.1.7)
+
+
+def _join(parts: list[Buffer]) -> bytes:
+    first = parts[0]
+    return first if len(parts) == 1 and type(first) is bytes else b"".join(parts)
 
 
 def truncate_reason(reason: str) -> bytes:
@@ -95,8 +104,10 @@ class Connection:
         self.close_received: tuple[int, str] | None = None
         self.failure: WebSocketProtocolError | None = None
         self._random = random_bytes
+        self._key_pool = b""
+        self._key_pos = 0
         self._is_client = role is Role.CLIENT
-        self._buf = bytearray()
+        self._buf = ByteQueue()
         self._parser = parse_frames(
             self._buf,
             expect_masked=not self._is_client,
@@ -122,7 +133,7 @@ class Connection:
         """Feed bytes from the peer; return the events they complete (§5-§7)."""
         if not self._reading:
             return []
-        self._buf += data
+        self._buf.append(data if type(data) is bytes else bytes(data))
         events: list[Event] = []
         try:
             while (frame := next(self._parser)) is not None:
@@ -243,6 +254,19 @@ class Connection:
 
     # -- output ----------------------------------------------------------------------------
 
+    def _mask_key(self) -> bytes:
+        """A fresh masking key (§5.3, §10.3), cut from a pool of ``random_bytes`` output.
+
+        Drawing 4096 bytes at a time keeps every key as unpredictable as the source while
+        saving a system call per frame.
+        """
+        pos = self._key_pos
+        if pos >= len(self._key_pool):
+            self._key_pool = self._random(4096)
+            pos = 0
+        self._key_pos = pos + 4
+        return self._key_pool[pos : pos + 4]
+
     def _frame(
         self,
         opcode: int,
@@ -250,7 +274,7 @@ class Connection:
         fin: bool = True,
         rsv1: bool = False,
     ) -> bytes:
-        key = self._random(4) if self._is_client else None
+        key = self._mask_key() if self._is_client else None
         return encode_frame(opcode, payload, fin=fin, rsv1=rsv1, mask_key=key)
 
     def _close_frame(self, code: int | None, reason: str) -> bytes:
@@ -262,22 +286,33 @@ class Connection:
         if self.state is not State.OPEN:
             raise InvalidState(f"cannot send: the connection is {self.state.name}")
 
-    def send_message(self, data: str | bytes | bytearray | memoryview) -> bytes:
+    def send_message(self, data: str | Buffer) -> bytes:
         """Frame one whole data message (§5.6), compressed when negotiated (RFC 7692 §7.2.1)."""
-        self._check_open()
+        return _join(self.send_message_parts(data))
+
+    def send_message_parts(self, data: str | Buffer) -> list[Buffer]:
+        """:meth:`send_message` as buffers to write in order (large payloads are not copied)."""
+        if self.state is not State.OPEN:
+            self._check_open()
         if self._send_opcode is not None:
             raise InvalidState("a fragmented message is being sent; finish it first")
         if isinstance(data, str):
-            op, payload = Opcode.TEXT, data.encode("utf-8")
+            op, payload = _TEXT, data.encode("utf-8")
         else:
-            op, payload = Opcode.BINARY, data  # type: ignore[assignment]
+            op, payload = _BINARY, data  # type: ignore[assignment]
         deflate = self.deflate
+        rsv1 = False
         if deflate is not None and deflate.should_compress(len(payload)):
-            return self._frame(op, deflate.compress(payload), True, True)
-        return self._frame(op, payload)
+            payload, rsv1 = deflate.compress(payload), True
+        key = self._mask_key() if self._is_client else None
+        return encode_frame_parts(op, payload, rsv1=rsv1, mask_key=key)
 
-    def send_fragment(self, data: str | bytes | bytearray | memoryview, *, fin: bool) -> bytes:
+    def send_fragment(self, data: str | Buffer, *, fin: bool) -> bytes:
         """Frame one fragment of a message (§5.4); the first fixes its type, ``fin`` ends it."""
+        return _join(self.send_fragment_parts(data, fin=fin))
+
+    def send_fragment_parts(self, data: str | Buffer, *, fin: bool) -> list[Buffer]:
+        """:meth:`send_fragment` as buffers to write in order."""
         self._check_open()
         text = isinstance(data, str)
         payload = data.encode("utf-8") if isinstance(data, str) else data
@@ -295,7 +330,10 @@ class Connection:
         if self._send_compressed:
             assert self.deflate is not None
             payload = self.deflate.compress(payload, fin)
-        return self._frame(op, payload, fin, first and self._send_compressed)
+        key = self._mask_key() if self._is_client else None
+        return encode_frame_parts(
+            op, payload, fin=fin, rsv1=first and self._send_compressed, mask_key=key
+        )
 
     def send_ping(self, payload: bytes = b"") -> bytes:
         """A ping frame (§5.5.2); at most 125 bytes of payload."""

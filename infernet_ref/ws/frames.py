@@ -1,10 +1,10 @@
 """The WebSocket base framing protocol (RFC 6455 §5): opcodes, frame encoding, the frame parser.
 
-Theory of operation. Bytes from the peer accumulate in one ``bytearray``; :func:`parse_frames`
-is a generator that reads it as straight-line code — header, extended length, masking key,
-payload — yielding ``None`` whenever it needs more bytes and a :class:`Frame` whenever one is
-complete. Deleting consumed bytes from the front of a ``bytearray`` is O(1) in CPython, so a
-frame costs one copy of its payload (or one unmasking pass, which produces the copy). Every
+Theory of operation. Bytes from the peer wait in a :class:`~infernet_ref.ws.buffer.ByteQueue`;
+:func:`parse_frames` is a generator that reads it as straight-line code — first two bytes,
+header with extended length and masking key, payload — yielding ``None`` whenever it needs more
+bytes and a :class:`Frame` whenever one is complete. A payload inside one received chunk is
+read as a view and unmasked straight into its final ``bytes`` (one pass). Every
 rule that one frame can break on its own is checked here and raised as
 :class:`~infernet_ref.ws.errors.WebSocketProtocolError` with its close code; rules about
 *sequences* of frames (fragmentation, RSV1 on continuations) live in ``connection.py``.
@@ -17,8 +17,9 @@ from collections.abc import Generator
 from enum import IntEnum
 from typing import NamedTuple
 
+from infernet_ref.ws.buffer import ByteQueue
 from infernet_ref.ws.errors import WebSocketProtocolError
-from infernet_ref.ws.masking import apply_mask
+from infernet_ref.ws.masking import NUMPY_THRESHOLD, apply_mask, mask_into
 
 
 class Opcode(IntEnum):
@@ -98,106 +99,150 @@ def encode_header(
     return _H10(b0, m | 127, length)
 
 
+#: Unmasked payloads from this size on are written after their header instead of being
+#: concatenated with it (a copy of the payload costs more than a second ``write``).
+SPLIT_WRITE_SIZE = 64 * 1024
+
+Buffer = bytes | bytearray | memoryview
+
+
+def encode_frame_parts(
+    opcode: int,
+    payload: Buffer,
+    *,
+    fin: bool = True,
+    rsv1: bool = False,
+    mask_key: bytes | None = None,
+) -> list[Buffer]:
+    """One frame as buffers to write in order (RFC 6455 §5.2); masked with ``mask_key`` (§5.3).
+
+    Small frames are one ``bytes``; a large unmasked payload is not copied (header, payload);
+    a large masked one is masked straight into the frame buffer.
+    """
+    n = len(payload)
+    header = encode_header(opcode, n, fin=fin, rsv1=rsv1, masked=mask_key is not None)
+    if mask_key is None:
+        if n >= SPLIT_WRITE_SIZE:
+            return [header, payload]
+        return [header + payload]
+    if n >= NUMPY_THRESHOLD:
+        return [mask_into(header + mask_key, payload, mask_key)]
+    return [header + mask_key + apply_mask(payload, mask_key)]
+
+
 def encode_frame(
     opcode: int,
-    payload: bytes | bytearray | memoryview,
+    payload: Buffer,
     *,
     fin: bool = True,
     rsv1: bool = False,
     mask_key: bytes | None = None,
 ) -> bytes:
-    """One complete frame; masked with ``mask_key`` when given (clients, §5.3)."""
-    header = encode_header(opcode, len(payload), fin=fin, rsv1=rsv1, masked=mask_key is not None)
-    if mask_key is None:
-        return header + payload
-    return header + mask_key + apply_mask(payload, mask_key)
+    """One complete frame as ``bytes``; masked with ``mask_key`` when given (clients, §5.3)."""
+    parts = encode_frame_parts(opcode, payload, fin=fin, rsv1=rsv1, mask_key=mask_key)
+    return parts[0] if len(parts) == 1 and type(parts[0]) is bytes else b"".join(parts)
 
 
 def _fail(message: str, code: int = CloseCode.PROTOCOL_ERROR) -> WebSocketProtocolError:
     return WebSocketProtocolError(message, code)
 
 
-def _check_first_byte(b0: int, rsv_allowed: int) -> int:
-    """Validate FIN/RSV/opcode of a frame header (RFC 6455 §5.2); return the opcode."""
+def _first_byte_error(b0: int, rsv_allowed: int) -> WebSocketProtocolError:
+    """The error for an invalid FIN/RSV/opcode combination (RFC 6455 §5.2, §5.5; RFC 7692 §6.1)."""
     opcode = b0 & 0x0F
     if opcode not in _KNOWN_OPCODES:
-        raise _fail(f"peer used reserved opcode {opcode:#x} (RFC 6455 §5.2)")
+        return _fail(f"peer used reserved opcode {opcode:#x} (RFC 6455 §5.2)")
     if b0 & (RSV1 | RSV2 | RSV3) & ~rsv_allowed:
-        raise _fail("peer set a reserved bit that no negotiated extension defines (RFC 6455 §5.2)")
-    if opcode >= Opcode.CLOSE:
-        if not b0 & FIN:
-            raise _fail("peer fragmented a control frame (RFC 6455 §5.5)")
-        if b0 & RSV1:
-            raise _fail("peer set RSV1 on a control frame (RFC 7692 §6.1)")
-    return opcode
+        return _fail("peer set a reserved bit that no negotiated extension defines (RFC 6455 §5.2)")
+    if not b0 & FIN:
+        return _fail("peer fragmented a control frame (RFC 6455 §5.5)")
+    return _fail("peer set RSV1 on a control frame (RFC 7692 §6.1)")
+
+
+def _first_byte_table(rsv_allowed: int) -> tuple[int, ...]:
+    """For each possible first header byte: its opcode, or -1 if it breaks a rule."""
+    table = []
+    for b0 in range(256):
+        opcode = b0 & 0x0F
+        ok = opcode in _KNOWN_OPCODES and not b0 & (RSV1 | RSV2 | RSV3) & ~rsv_allowed
+        if opcode >= Opcode.CLOSE and (not b0 & FIN or b0 & RSV1):
+            ok = False
+        table.append(opcode if ok else -1)
+    return tuple(table)
 
 
 def parse_frames(
-    buf: bytearray, *, expect_masked: bool, max_frame_size: int, rsv_allowed: int = 0
+    buf: ByteQueue, *, expect_masked: bool, max_frame_size: int, rsv_allowed: int = 0
 ) -> Generator[Frame | None, None, None]:
     """Parse frames from ``buf`` forever (RFC 6455 §5.2): yield ``None`` for "need more bytes".
 
     ``expect_masked`` is True on a server (client frames MUST be masked, §5.1) and False on a
     client (server frames MUST NOT be masked). ``max_frame_size`` bounds one payload (1009).
     """
+    table = _first_byte_table(rsv_allowed)
+    key_len = 4 if expect_masked else 0
     while True:
-        while len(buf) < 2:
+        while buf.size < 2:
             yield None
-        b0 = buf[0]
-        b1 = buf[1]
-        opcode = _check_first_byte(b0, rsv_allowed)
+        b0, b1 = buf.peek2()
+        opcode = table[b0]
+        if opcode < 0:
+            raise _first_byte_error(b0, rsv_allowed)
         if bool(b1 & MASK_BIT) != expect_masked:
             if expect_masked:
                 raise _fail("client sent an unmasked frame (RFC 6455 §5.1)")
             raise _fail("server sent a masked frame (RFC 6455 §5.1)")
         length = b1 & 0x7F
-        pos = 2
-        if length == 126:
-            while len(buf) < 4:
+        if length < 126:
+            if opcode >= Opcode.CLOSE and length > MAX_CONTROL_PAYLOAD:
+                raise _fail(
+                    f"peer sent a {length}-byte control frame; the limit is 125 (RFC 6455 §5.5)"
+                )
+            if length > max_frame_size:
+                raise _too_big(length, max_frame_size)
+            # Small frame: read header and payload in one take.
+            total = 2 + key_len + length
+            while buf.size < total:
                 yield None
-            length = (buf[2] << 8) | buf[3]
+            raw = buf.take(total)
+            payload = apply_mask(raw[6:], bytes(raw[2:6])) if expect_masked else bytes(raw[2:])
+            yield Frame(opcode, payload, bool(b0 & FIN), bool(b0 & RSV1))
+            continue
+        head = (4 if length == 126 else 10) + key_len
+        while buf.size < head:
+            yield None
+        header = buf.take(head)
+        if length == 126:
+            length = (header[2] << 8) | header[3]
             if length < 126:
                 raise _fail(
                     "peer used a 16-bit length for a short payload (RFC 6455 §5.2 minimal encoding)"
                 )
-            pos = 4
-        elif length == 127:
-            while len(buf) < 10:
-                yield None
-            length = int.from_bytes(buf[2:10], "big")
+        else:
+            length = int.from_bytes(header[2:10], "big")
             if length >> 63:
                 raise _fail("peer set the most significant bit of a 64-bit length (RFC 6455 §5.2)")
             if length < 65536:
                 raise _fail(
                     "peer used a 64-bit length for a short payload (RFC 6455 §5.2 minimal encoding)"
                 )
-            pos = 10
-        if opcode >= Opcode.CLOSE and length > MAX_CONTROL_PAYLOAD:
+        if opcode >= Opcode.CLOSE:
             raise _fail(
                 f"peer sent a {length}-byte control frame; the limit is 125 (RFC 6455 §5.5)"
             )
         if length > max_frame_size:
-            raise _fail(
-                f"peer sent a {length}-byte frame; the limit is {max_frame_size}",
-                CloseCode.MESSAGE_TOO_BIG,
-            )
+            raise _too_big(length, max_frame_size)
+        while buf.size < length:
+            yield None
+        data = buf.take(length)
         if expect_masked:
-            end = pos + 4 + length
-            while len(buf) < end:
-                yield None
-            key = bytes(buf[pos : pos + 4])
-            with memoryview(buf) as view:
-                payload = apply_mask(view[pos + 4 : end], key)
+            payload = apply_mask(data, bytes(header[-4:]))
         else:
-            end = pos + length
-            while len(buf) < end:
-                yield None
-            payload = bytes(buf[pos:end]) if length < 1024 else _copy(buf, pos, end)
-        del buf[:end]
+            payload = data if type(data) is bytes else bytes(data)
         yield Frame(opcode, payload, bool(b0 & FIN), bool(b0 & RSV1))
 
 
-def _copy(buf: bytearray, start: int, end: int) -> bytes:
-    """One copy of ``buf[start:end]`` (slicing a bytearray then calling bytes() copies twice)."""
-    with memoryview(buf) as view:
-        return bytes(view[start:end])
+def _too_big(length: int, limit: int) -> WebSocketProtocolError:
+    return _fail(
+        f"peer sent a {length}-byte frame; the limit is {limit}", CloseCode.MESSAGE_TOO_BIG
+    )

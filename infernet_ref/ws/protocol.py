@@ -318,8 +318,10 @@ class WebSocket(asyncio.Protocol):
             await asyncio.shield(self._fragmenting)
         if isinstance(message, (str, bytes, bytearray, memoryview)):
             conn = self._writable()
-            assert self._transport is not None
-            self._transport.write(conn.send_message(message))
+            transport = self._transport
+            assert transport is not None
+            for part in conn.send_message_parts(message):
+                transport.write(part)
             if self._write_paused:
                 await self._drain()
             return
@@ -352,7 +354,8 @@ class WebSocket(asyncio.Protocol):
     async def _write_fragment(self, chunk: DataLike, *, fin: bool) -> None:
         conn = self._writable()
         assert self._transport is not None
-        self._transport.write(conn.send_fragment(chunk, fin=fin))
+        for part in conn.send_fragment_parts(chunk, fin=fin):
+            self._transport.write(part)
         if self._write_paused:
             await self._drain()
 

@@ -9,6 +9,7 @@ from websockets.frames import Frame as WsFrame
 from websockets.frames import Opcode as WsOpcode
 from websockets.speedups import apply_mask as ws_apply_mask
 
+from infernet_ref.ws.buffer import ByteQueue
 from infernet_ref.ws.errors import WebSocketProtocolError
 from infernet_ref.ws.frames import RSV1, Frame, Opcode, encode_frame, parse_frames
 from infernet_ref.ws.masking import NUMPY_THRESHOLD, apply_mask
@@ -36,12 +37,12 @@ MASKED = [(bytes.fromhex("818537fa213d7f9f4d5158"), Frame(Opcode.TEXT, b"Hello")
 
 
 def _parse(data: bytes, *, masked: bool, chunk: int | None = None, rsv: int = RSV1) -> list[Frame]:
-    buf = bytearray()
+    buf = ByteQueue()
     gen = parse_frames(buf, expect_masked=masked, max_frame_size=1 << 20, rsv_allowed=rsv)
     out: list[Frame] = []
     step = chunk or len(data) or 1
     for i in range(0, max(len(data), 1), step):
-        buf += data[i : i + step]
+        buf.append(data[i : i + step])
         while (frame := next(gen)) is not None:
             out.append(frame)
     return out
