@@ -30,7 +30,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
@@ -126,13 +126,18 @@ def _ours_adversary(core: Any, mode: str, adversaries: list[Any], rng: random.Ra
 FORGE_POOL: list[dict[str, Any]] = []
 
 
-async def run_ours(
-    n: int, puts: int, gets: int, seed: int, conc: int, join_refresh: bool
-) -> dict[str, Any]:
+async def run_ours(args: argparse.Namespace) -> dict[str, Any]:
+    n, puts, gets, conc, join_refresh = (
+        args.nodes,
+        args.puts,
+        args.gets,
+        args.concurrency,
+        args.join_refresh,
+    )
     from infernet_ref.dht import DHTConfig, DHTNode, content_provider_key
     from infernet_ref.dht.records import build_content_record
 
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
     cfg = DHTConfig(
         rate=2000, burst=4000, global_rate=1e6, global_burst=1e6, join_refresh=join_refresh
     )
@@ -222,19 +227,17 @@ async def run_ours(
 
 
 # ------------------------------------------------------------- kademlia ---------------------
-async def run_kademlia(
-    n: int, puts: int, gets: int, seed: int, conc: int, join_refresh: bool
-) -> dict[str, Any]:
+async def run_kademlia(args: argparse.Namespace) -> dict[str, Any]:
+    n, puts, gets, conc = args.nodes, args.puts, args.gets, args.concurrency
     import logging
 
-    del join_refresh
     from kademlia import crawling
     from kademlia.network import Server
     from kademlia.protocol import KademliaProtocol
 
     logging.getLogger("kademlia").setLevel(logging.CRITICAL)
     logging.getLogger("rpcudp").setLevel(logging.CRITICAL)
-    rng = random.Random(seed)
+    rng = random.Random(args.seed)
     counter = [0]
     real_find = crawling.SpiderCrawl._find
 
@@ -248,7 +251,7 @@ async def run_kademlia(
 
     class Adversary(KademliaProtocol):  # type: ignore[misc]
         mode = "wrong"
-        liars: list[Any] = []
+        liars: ClassVar[list[Any]] = []
 
         def datagram_received(self, data: bytes, addr: Any) -> None:
             if self.mode == "drop" and data[:1] == b"\x00":
@@ -362,9 +365,7 @@ async def run_kademlia(
 def child(args: argparse.Namespace) -> None:
     fn = run_ours if args.impl == "ours" else run_kademlia
     t0 = time.perf_counter()
-    out = asyncio.run(
-        fn(args.nodes, args.puts, args.gets, args.seed, args.concurrency, args.join_refresh)
-    )
+    out = asyncio.run(fn(args))
     out["wall_s"] = time.perf_counter() - t0
     out["cpu_s"] = time.process_time()
     print(json.dumps(out))

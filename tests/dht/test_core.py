@@ -267,3 +267,71 @@ def test_values_expire_and_republish() -> None:
 
 def test_content_key_of_helper() -> None:
     assert content_provider_key(CID) == content_record(bytes([1]) * 32)[0]
+
+
+def test_health_pings_drop_dead_contacts_and_refresh_runs() -> None:
+    net = joined_net(
+        20, seed=7, config=DHTConfig(health_interval=60, maintenance_tick=10, refresh_interval=120)
+    )
+    addrs = list(net.cores)
+    watcher = net.cores[addrs[0]]
+    dead_addr = next(a for a in addrs[1:] if net.cores[a].node_id in watcher.table)
+    dead_id = net.cores[dead_addr].node_id
+    alive_id = next(c.node_id for c in watcher.table.contacts() if c.node_id != dead_id)
+    first_seen = watcher.table.get(alive_id).first_seen  # type: ignore[union-attr]
+    net.dropped.add(dead_addr)
+    sent_before = watcher.stats.sent
+    for _ in range(40):
+        net.advance(10)
+    assert dead_id not in watcher.table
+    alive = watcher.table.get(alive_id)
+    assert alive is not None
+    assert alive.uptime(net.now) >= 400
+    assert alive.first_seen == first_seen
+    assert watcher.stats.sent - sent_before > 20  # liveness pings and refresh lookups went out
+
+
+def _make_liar(core: DHTCore, liars: list[DHTCore], addr_of: dict[bytes, tuple[str, int]]) -> None:
+    """A node that proves its key but answers every lookup with other liars and forged values."""
+    from infernet_ref.dht.proof import challenge_digest
+
+    def receive(data: bytes, addr: tuple[str, int], now: float) -> None:
+        dg = wire.decode(data)
+        if dg.y != Kind.QUERY:
+            return
+        res: dict[str, object] = {"id": core.node_id, "tk": core.tokens.issue(addr, now)}
+        if "c" in dg.body:
+            res["pk"] = core.prover.public_key
+            res["sig"] = core.prover.sign(challenge_digest(dg.body["c"], dg.body["id"]), bytes(32))
+        if dg.op in (Op.FIND_NODE, Op.FIND_VALUE):
+            res["nodes"] = [
+                [lc.node_id, wire.pack_ip(addr_of[lc.node_id][0]), 4000]
+                for lc in liars
+                if lc is not core
+            ][:20]
+        if dg.op == Op.FIND_VALUE:
+            _, forged = content_record(bytes([66]) * 32)
+            res["values"] = [dict(forged, content="forged")]
+        if dg.op == Op.STORE:
+            res = {"id": core.node_id, "stored": 1}
+        core.send_raw(wire.encode(dg.t, Kind.RESPONSE, dg.op, res), addr)
+
+    core.receive_datagram = receive  # type: ignore[method-assign]
+
+
+def test_disjoint_get_survives_lying_nodes() -> None:
+    net = joined_net(50, seed=8)
+    cores = list(net.cores.items())
+    liars = [c for i, (_, c) in enumerate(cores) if i % 5 == 2]
+    addr_of = {c.node_id: a for a, c in cores}
+    for liar in liars:
+        _make_liar(liar, liars, addr_of)
+    honest = [c for _, c in cores if c not in liars]
+    key, ev = content_record(bytes([12]) * 32)
+    net.run(honest[0], honest[0].put(key, ev, net.now, paths=3))
+    ok = 0
+    for reader in honest[10:30]:
+        res = net.run(reader, reader.get(key, net.now, paths=3))
+        assert all(v["content"] != "forged" for v in res.values)
+        ok += [v["id"] for v in res.values] == [ev["id"]]
+    assert ok == 20
