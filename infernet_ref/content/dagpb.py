@@ -3,9 +3,11 @@
 spec/content.md §dag-pb. A node is a protobuf ``PBNode { repeated PBLink Links = 2; optional
 bytes Data = 1; }`` serialized with every link *before* Data (canonical order); a link is
 ``PBLink { optional bytes Hash = 1; optional string Name = 2; optional uint64 Tsize = 3; }`` in
-field order, Hash required. The decoder is strict: unknown fields, wrong wire types, duplicate
-or out-of-order fields, truncated or non-minimal varints, invalid UTF-8 names and invalid CIDs are
-all :class:`DagPbError`. Encoding sorts links by the bytes of their names (stable), as the
+field order, Hash required. The decoder is strict like the reference JS codec: unknown fields,
+wrong wire types, a second Data, Links on both sides of Data, out-of-order link fields,
+truncated or non-minimal varints, invalid UTF-8 names and invalid CIDs are all
+:class:`DagPbError`. A Data field *before* all links is accepted (the "data-first" order some
+encoders use for HAMT shards); such a block is valid but not canonical. Encoding sorts links by the bytes of their names (stable), as the
 reference encoders do, so that ``encode(decode(b)) == b`` for every canonical ``b``.
 """
 
@@ -135,18 +137,22 @@ def decode_node(block: bytes | bytearray | memoryview) -> PBNode:
     pos, end = 0, len(buf)
     links: list[PBLink] = []
     data: bytes | None = None
+    links_before_data = False
     try:
         while pos < end:
             tag, pos = decode_uvarint(buf, pos, max_bytes=MAX_PROTOBUF_VARINT_BYTES)
-            if data is not None:
-                raise DagPbError("PBNode has fields after Data (Data must be last, at most once)")
             if tag == TAG_NODE_LINK:
+                if links_before_data:
+                    raise DagPbError("PBNode Links after Data after Links (interleaved sections)")
                 raw, pos = _read_bytes(buf, pos, end, "PBNode.Links")
                 if len(links) >= MAX_LINKS:
                     raise DagPbError(f"PBNode has more than {MAX_LINKS} links")
                 links.append(decode_link(raw))
             elif tag == TAG_NODE_DATA:
+                if data is not None:
+                    raise DagPbError("PBNode has a second Data field")
                 data, pos = _read_bytes(buf, pos, end, "PBNode.Data")
+                links_before_data = bool(links)
             else:
                 raise DagPbError(f"unexpected PBNode field tag 0x{tag:x}")
     except VarintError as exc:

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -49,7 +50,7 @@ def oracle_available() -> bool:
     )
 
 
-def oracle(*args: str, timeout: float = 300) -> list[dict[str, str]]:
+def oracle(*args: str, timeout: float = 300, stdin: str | None = None) -> list[dict[str, Any]]:
     """Run the IPFS JS oracle; skip (with the setup step named) when it is not installed."""
     if not oracle_available():
         if os.environ.get("CI"):
@@ -61,5 +62,6 @@ def oracle(*args: str, timeout: float = 300) -> list[dict[str, str]]:
         text=True,
         timeout=timeout,
         check=True,
+        input=stdin,
     )
-    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in out.stdout.split("\n") if line.strip()]

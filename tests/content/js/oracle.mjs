@@ -5,6 +5,7 @@
 //   node oracle.mjs file PATH         root CID of a file on disk
 //   node oracle.mjs dir PATH          root CID of a directory tree (like `ipfs add -r`)
 //   node oracle.mjs decode HEX        decode a dag-pb block (+ UnixFS Data) to JSON
+//   node oracle.mjs decode-many       the same for a JSON array of hex blocks on stdin
 //
 // Deterministic stream: segment s (1 MiB each) is BASE with bytes 0..7 replaced by s as a
 // little-endian u64; BASE[i] = (i * 2654435761 >>> 13) & 0xff over 32-bit unsigned arithmetic.
@@ -74,8 +75,26 @@ if (mode === 'gen') {
   for await (const e of importer(out, sink, options)) {
     console.log(JSON.stringify({ path: e.path, cid: e.cid.toString(), size: e.size.toString() }))
   }
+} else if (mode === 'decode-many') {
+  // stdin: JSON array of hex blocks; stdout: one line per block, {ok, node} or {ok: false, error}
+  const chunks = []
+  for await (const c of process.stdin) chunks.push(c)
+  for (const hex of JSON.parse(Buffer.concat(chunks).toString())) {
+    try {
+      console.log(JSON.stringify({ ok: true, node: describe(Buffer.from(hex, 'hex')) }))
+    } catch (e) {
+      console.log(JSON.stringify({ ok: false, error: String(e.message) }))
+    }
+  }
 } else if (mode === 'decode') {
-  const node = dagPb.decode(Buffer.from(arg, 'hex'))
+  console.log(JSON.stringify(describe(Buffer.from(arg, 'hex'))))
+} else {
+  console.error('usage: node oracle.mjs gen LENGTH | file PATH | dir PATH | decode HEX | decode-many < JSON')
+  process.exit(2)
+}
+
+function describe (bytes) {
+  const node = dagPb.decode(bytes)
   const links = node.Links.map(l => ({ cid: l.Hash.toString(), name: l.Name ?? null, tsize: l.Tsize ?? null }))
   let unixfs = null
   if (node.Data !== undefined) {
@@ -84,8 +103,5 @@ if (mode === 'gen') {
       unixfs = { type: u.type, blocksizes: u.blockSizes.map(String), data: u.data ? Buffer.from(u.data).toString('hex') : null }
     } catch (e) { unixfs = { error: String(e.message) } }
   }
-  console.log(JSON.stringify({ links, data: node.Data === undefined ? null : Buffer.from(node.Data).toString('hex'), unixfs }))
-} else {
-  console.error('usage: node oracle.mjs gen LENGTH | file PATH | dir PATH | decode HEX')
-  process.exit(2)
+  return { links, data: node.Data === undefined ? null : Buffer.from(node.Data).toString('hex'), unixfs }
 }
