@@ -101,7 +101,7 @@ def encode_header(
 
 #: Unmasked payloads from this size on are written after their header instead of being
 #: concatenated with it (a copy of the payload costs more than a second ``write``).
-SPLIT_WRITE_SIZE = 64 * 1024
+SPLIT_WRITE_SIZE = 256 * 1024
 
 Buffer = bytes | bytearray | memoryview
 

@@ -12,7 +12,7 @@ from websockets.speedups import apply_mask as ws_apply_mask
 from infernet_ref.ws.buffer import ByteQueue
 from infernet_ref.ws.errors import WebSocketProtocolError
 from infernet_ref.ws.frames import RSV1, Frame, Opcode, encode_frame, parse_frames
-from infernet_ref.ws.masking import NUMPY_THRESHOLD, apply_mask
+from infernet_ref.ws.masking import NUMPY_THRESHOLD, TRANSLATE_THRESHOLD, apply_mask, mask_into
 
 KEY = bytes.fromhex("37fa213d")
 
@@ -108,7 +108,22 @@ def test_rsv1_without_extension_rejected() -> None:
 
 
 @pytest.mark.parametrize(
-    "size", [0, 1, 3, 4, 5, 17, NUMPY_THRESHOLD - 1, NUMPY_THRESHOLD, NUMPY_THRESHOLD + 3, 100_003]
+    "size",
+    [
+        0,
+        1,
+        3,
+        4,
+        5,
+        17,
+        TRANSLATE_THRESHOLD - 1,
+        TRANSLATE_THRESHOLD,
+        1001,
+        NUMPY_THRESHOLD - 1,
+        NUMPY_THRESHOLD,
+        NUMPY_THRESHOLD + 3,
+        100_003,
+    ],
 )
 def test_masking_matches_websockets_c_extension(size: int) -> None:
     data = os.urandom(size)
@@ -121,3 +136,10 @@ def test_masking_matches_websockets_c_extension(size: int) -> None:
 def test_mask_key_length_checked() -> None:
     with pytest.raises(ValueError, match="4 bytes"):
         apply_mask(b"abc", b"\x00")
+
+
+def test_mask_into_builds_the_frame() -> None:
+    data = os.urandom(70001)
+    key = os.urandom(4)
+    assert mask_into(b"HEAD", data, key) == b"HEAD" + ws_apply_mask(data, key)
+    assert mask_into(b"", memoryview(data)[3:], key) == ws_apply_mask(data[3:], key)
