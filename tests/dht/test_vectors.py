@@ -29,7 +29,7 @@ def _build() -> dict[str, Any]:
     nonce = bytes(range(16))
     requester = hashlib.sha256(b"requester").digest()
     digest = challenge_digest(nonce, requester)
-    tk = TokenIssuer(lambda n: bytes(n), 0.0)
+    tk = TokenIssuer(bytes, 0.0)
     datagrams = [
         (wire.Kind.QUERY, wire.Op.PING, {"id": requester, "c": nonce}),
         (
