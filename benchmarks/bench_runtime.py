@@ -27,8 +27,15 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-CONFIG = dict(hidden_size=512, num_hidden_layers=8, num_attention_heads=8, num_key_value_heads=4,
-              intermediate_size=1408, vocab_size=32000, max_position_embeddings=2048)
+CONFIG = {
+    "hidden_size": 512,
+    "num_hidden_layers": 8,
+    "num_attention_heads": 8,
+    "num_key_value_heads": 4,
+    "intermediate_size": 1408,
+    "vocab_size": 32000,
+    "max_position_embeddings": 2048,
+}
 
 
 def make_checkpoint(path: Path) -> int:
@@ -45,7 +52,7 @@ def bench_hf(path: Path, prompt: list[int], n: int, repeat: int) -> tuple[float,
 
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
     ids = torch.tensor([prompt])
-    kw = dict(attention_mask=torch.ones_like(ids), do_sample=False, pad_token_id=0)
+    kw = {"attention_mask": torch.ones_like(ids), "do_sample": False, "pad_token_id": 0}
     best_pre = best_all = float("inf")
     with torch.inference_mode():
         for _ in range(repeat):
@@ -55,10 +62,12 @@ def bench_hf(path: Path, prompt: list[int], n: int, repeat: int) -> tuple[float,
             t = time.perf_counter()
             out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)
             best_all = min(best_all, time.perf_counter() - t)
-    return len(prompt) / best_pre, (n - 1) / (best_all - best_pre), out[0, len(prompt):].tolist()
+    return len(prompt) / best_pre, (n - 1) / (best_all - best_pre), out[0, len(prompt) :].tolist()
 
 
-def bench_ours(path: Path, prompt: list[int], n: int, repeat: int) -> tuple[float, float, list[int]]:
+def bench_ours(
+    path: Path, prompt: list[int], n: int, repeat: int
+) -> tuple[float, float, list[int]]:
     from infernet_ref.runtime.engine import Engine
     from infernet_ref.runtime.loader import load_model
     from infernet_ref.runtime.sampling import SamplingParams
@@ -75,7 +84,8 @@ def bench_ours(path: Path, prompt: list[int], n: int, repeat: int) -> tuple[floa
     return 1 / best_pre, 1 / best_dec, out
 
 
-def tp_rank(rank: int, world: int, path: str, prompt: list[int], n: int, repeat: int) -> float:
+def tp_rank(rank: int, world: int, path: str, job: tuple[list[int], int, int]) -> float:
+    prompt, n, repeat = job
     from infernet_ref.runtime import tp
     from infernet_ref.runtime.engine import Engine
     from infernet_ref.runtime.sampling import SamplingParams
@@ -130,29 +140,40 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "llama56m"
         params = make_checkpoint(path)
-        print(f"model: {params / 1e6:.1f}M params, fp32, {args.threads} threads, "
-              f"prompt {args.prompt}, {args.new_tokens} new tokens, torch {torch.__version__}")
+        print(
+            f"model: {params / 1e6:.1f}M params, fp32, {args.threads} threads, "
+            f"prompt {args.prompt}, {args.new_tokens} new tokens, torch {torch.__version__}"
+        )
         prompt = [(7 * i + 3) % CONFIG["vocab_size"] for i in range(args.prompt)]
         hf_pre, hf_dec, hf_out = bench_hf(path, prompt, args.new_tokens, args.repeat)
         our_pre, our_dec, our_out = bench_ours(path, prompt, args.new_tokens, args.repeat)
-        print(f"prefill tok/s: transformers {hf_pre:8.1f}  ours {our_pre:8.1f}  "
-              f"ratio {our_pre / hf_pre:.2f}x")
-        print(f"decode  tok/s: transformers {hf_dec:8.1f}  ours {our_dec:8.1f}  "
-              f"ratio {our_dec / hf_dec:.2f}x")
+        print(
+            f"prefill tok/s: transformers {hf_pre:8.1f}  ours {our_pre:8.1f}  "
+            f"ratio {our_pre / hf_pre:.2f}x"
+        )
+        print(
+            f"decode  tok/s: transformers {hf_dec:8.1f}  ours {our_dec:8.1f}  "
+            f"ratio {our_dec / hf_dec:.2f}x"
+        )
         print(f"greedy tokens identical: {hf_out == our_out} ({len(our_out)} tokens)")
         if not args.skip_tp:
             from infernet_ref.runtime.launch import run_ranks
 
             half = max(1, args.threads // 2)
-            tp2 = run_ranks(tp_rank, 2, str(path), prompt, args.new_tokens, args.repeat,
-                            threads=half)
-            print(f"decode  tok/s: TP=1 ({args.threads} threads) {our_dec:8.1f}  "
-                  f"TP=2 ({half} thread(s) per rank) {tp2:8.1f}  ratio {tp2 / our_dec:.2f}x")
+            tp2 = run_ranks(
+                tp_rank, 2, str(path), (prompt, args.new_tokens, args.repeat), threads=half
+            )
+            print(
+                f"decode  tok/s: TP=1 ({args.threads} threads) {our_dec:8.1f}  "
+                f"TP=2 ({half} thread(s) per rank) {tp2:8.1f}  ratio {tp2 / our_dec:.2f}x"
+            )
         for name, hf in (("ours", False), ("transformers", True)):
             m = load_memory(path, hf)
-            print(f"load peak RSS {name:>12}: {(m['peak'] - m['base']) / 2**20:7.1f} MiB over the "
-                  f"pre-load baseline = {(m['peak'] - m['base']) / m['weights']:.2f}x the "
-                  f"{m['weights'] / 2**20:.1f} MiB of weights (absolute peak {m['peak'] / 2**20:.0f} MiB)")
+            print(
+                f"load peak RSS {name:>12}: {(m['peak'] - m['base']) / 2**20:7.1f} MiB over the "
+                f"pre-load baseline = {(m['peak'] - m['base']) / m['weights']:.2f}x the "
+                f"{m['weights'] / 2**20:.1f} MiB of weights (absolute peak {m['peak'] / 2**20:.0f} MiB)"
+            )
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ from dataclasses import replace
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("generate", help="generate tokens from a Hugging Face Llama-family checkpoint")
+    p = sub.add_parser(
+        "generate", help="generate tokens from a Hugging Face Llama-family checkpoint"
+    )
     p.add_argument("--model", required=True, help="folder with config.json and *.safetensors")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompt", help="prompt text (needs tokenizer.json in the model folder)")
@@ -29,20 +31,27 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    import torch
+    import torch  # noqa: PLC0415
 
-    from infernet_ref.runtime.config import load_config
-    from infernet_ref.runtime.errors import RequestError
-    from infernet_ref.runtime.generate import GenerateJob, parse_stages, run_generate, tp_rank_generate
-    from infernet_ref.runtime.launch import run_ranks
-    from infernet_ref.runtime.sampling import SamplingParams
-    from infernet_ref.runtime.tokenizer import load_tokenizer
+    from infernet_ref.runtime.config import load_config  # noqa: PLC0415
+    from infernet_ref.runtime.errors import RequestError  # noqa: PLC0415
+    from infernet_ref.runtime.generate import (  # noqa: PLC0415
+        GenerateJob,
+        parse_stages,
+        run_generate,
+        tp_rank_generate,
+    )
+    from infernet_ref.runtime.launch import run_ranks  # noqa: PLC0415
+    from infernet_ref.runtime.sampling import SamplingParams  # noqa: PLC0415
+    from infernet_ref.runtime.tokenizer import load_tokenizer  # noqa: PLC0415
 
     cfg = load_config(args.model)
     tok = load_tokenizer(args.model)
     if args.prompt is not None:
         if tok is None:
-            raise RequestError("--prompt needs tokenizer.json in the model folder; use --prompt-ids")
+            raise RequestError(
+                "--prompt needs tokenizer.json in the model folder; use --prompt-ids"
+            )
         ids = tok.encode(args.prompt)
     else:
         try:
@@ -52,9 +61,14 @@ def handle(args: argparse.Namespace) -> int:
     seed = args.seed
     if seed is None and args.temperature > 0:
         seed = secrets.randbits(63)  # every TP rank must draw the same tokens
-    params = SamplingParams(max_tokens=args.max_new_tokens, temperature=args.temperature,
-                            top_k=args.top_k, top_p=args.top_p, seed=seed)
-    from infernet_ref.runtime import tp as tp_mod
+    params = SamplingParams(
+        max_tokens=args.max_new_tokens,
+        temperature=args.temperature,
+        top_k=args.top_k,
+        top_p=args.top_p,
+        seed=seed,
+    )
+    from infernet_ref.runtime import tp as tp_mod  # noqa: PLC0415
 
     tp_mod.local_config(cfg, args.tp)  # impossible sizes fail before anything is spawned
     stages = parse_stages(args.pp_stages, cfg.num_hidden_layers) if args.pp_stages else ()

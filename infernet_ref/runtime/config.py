@@ -87,7 +87,7 @@ def _field(raw: dict[str, Any], name: str, kind: type, default: Any = None) -> A
         raise CheckpointError(f"config.json: required field {name!r} is missing")
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise CheckpointError(f"config.json: field {name!r} must be {kind.__name__}, got {value!r}")
     return value
 

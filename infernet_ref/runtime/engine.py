@@ -110,15 +110,7 @@ def profile_kv_budget(
     dtype = kv_dtype or model.dtype
     tokens = min(profile_tokens, cfg.max_position_embeddings)
     nblocks = -(-tokens // block_size)
-    scratch = PagedKVCache(
-        model.num_local_layers,
-        nblocks,
-        block_size,
-        cfg.num_key_value_heads,
-        cfg.head_dim,
-        dtype,
-        device,
-    )
+    scratch = PagedKVCache.for_model(model, nblocks, block_size, dtype)
     batch = make_batch(
         [list(range(tokens))], list(range(tokens)), [list(range(nblocks))], [tokens], device
     )
@@ -138,10 +130,15 @@ def profile_kv_budget(
         activation = max(0, psutil.Process().memory_info().rss - rss)
     del scratch
     free, source = measure_free_memory(device)
-    per_block = bytes_per_block(
-        model.num_local_layers, block_size, cfg.num_key_value_heads, cfg.head_dim, dtype
+    per_block = bytes_per_block(model, block_size, dtype)
+    return budget_from_memory(
+        free,
+        activation_bytes=activation,
+        per_block=per_block,
+        block_size=block_size,
+        fraction=fraction,
+        source=source,
     )
-    return budget_from_memory(free, activation, per_block, block_size, fraction, source)
 
 
 class Engine:
@@ -163,15 +160,7 @@ class Engine:
         self.model, self.max_num_seqs, self.token_sync = model, max_num_seqs, token_sync
         self.device = next(model.parameters()).device
         self.max_context = cfg.max_position_embeddings
-        self.cache = PagedKVCache(
-            cfg.num_hidden_layers,
-            num_blocks,
-            block_size,
-            cfg.num_key_value_heads,
-            cfg.head_dim,
-            model.dtype,
-            self.device,
-        )
+        self.cache = PagedKVCache.for_model(model, num_blocks, block_size)
         self.blocks = BlockManager(num_blocks, block_size, watermark)
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []

@@ -70,7 +70,9 @@ def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_FRAME_BYTES) -> Act
     """Parse and check a frame received from a peer (spec §5.3)."""
     tensors, meta = decode_tensors(data, max_size=max_size)
     if set(meta) != {"format", "session", "position"} or meta["format"] != FRAME_FORMAT:
-        raise FrameError(f"frame metadata must be exactly format/session/position, got {sorted(meta)}")
+        raise FrameError(
+            f"frame metadata must be exactly format/session/position, got {sorted(meta)}"
+        )
     if not _SESSION.fullmatch(meta["session"]):
         raise FrameError("frame session must be 1..128 printable ASCII characters")
     if not _POSITION.fullmatch(meta["position"]):

@@ -13,11 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 
+from infernet_ref.runtime import tp
 from infernet_ref.runtime.config import load_config
 from infernet_ref.runtime.engine import Engine, profile_kv_budget
 from infernet_ref.runtime.errors import PromptTooLong, RequestError
 from infernet_ref.runtime.kv_cache import KVBudget
+from infernet_ref.runtime.loader import load_model
 from infernet_ref.runtime.pipeline import PipelineStage, generate_pipeline
 from infernet_ref.runtime.sampling import SamplingParams
 
@@ -53,20 +56,21 @@ def parse_stages(text: str, num_layers: int) -> tuple[tuple[int, int], ...]:
 
 
 def _kv_report(budget: KVBudget, allocated: int) -> dict[str, Any]:
-    return {**asdict(budget), "max_concurrent_tokens": budget.max_concurrent_tokens,
-            "allocated_blocks": allocated}
+    return {
+        **asdict(budget),
+        "max_concurrent_tokens": budget.max_concurrent_tokens,
+        "allocated_blocks": allocated,
+    }
 
 
 def run_generate(job: GenerateJob, tp_group: Any = None) -> dict[str, Any]:
     """Generate for ``job``; with ``tp_group`` this is one rank of a TP group (spec §9)."""
-    from infernet_ref.runtime import tp
-    from infernet_ref.runtime.loader import load_model
-
     cfg = load_config(job.model_dir)
     total = len(job.prompt_ids) + job.params.max_tokens
     if total > cfg.max_position_embeddings:
-        raise PromptTooLong(f"prompt + new tokens = {total} exceeds the context of "
-                            f"{cfg.max_position_embeddings}")
+        raise PromptTooLong(
+            f"prompt + new tokens = {total} exceeds the context of {cfg.max_position_embeddings}"
+        )
     need_blocks = -(-total // job.block_size) + 1
     start = time.perf_counter()
     report: dict[str, Any] = {"model": str(Path(job.model_dir)), "prompt_ids": job.prompt_ids}
@@ -83,19 +87,36 @@ def run_generate(job: GenerateJob, tp_group: Any = None) -> dict[str, Any]:
     report["kv"] = [_kv_report(b, min(b.num_blocks, need_blocks)) for _, b in loaded]
     if len(loaded) == 1:
         model, budget = loaded[0]
-        engine = Engine(model, num_blocks=min(budget.num_blocks, need_blocks),
-                        block_size=job.block_size)
+        engine = Engine(
+            model, num_blocks=min(budget.num_blocks, need_blocks), block_size=job.block_size
+        )
         done = engine.generate([job.prompt_ids], job.params)[0]
         s = engine.stats
-        report.update(output_ids=done.output, finish_reason=done.finish_reason, seed=done.seed,
-                      prefill_seconds=s.prefill_seconds, decode_seconds=s.decode_seconds)
+        report.update(
+            output_ids=done.output,
+            finish_reason=done.finish_reason,
+            seed=done.seed,
+            prefill_seconds=s.prefill_seconds,
+            decode_seconds=s.decode_seconds,
+        )
     else:
-        chain = [PipelineStage(m, num_blocks=min(b.num_blocks, need_blocks),
-                               block_size=job.block_size) for m, b in loaded]
-        res = generate_pipeline([st.forward for st in chain], job.prompt_ids, job.params,
-                                eos_token_ids=cfg.eos_token_ids)
-        report.update(output_ids=res.output, finish_reason=res.finish_reason, seed=res.seed,
-                      prefill_seconds=res.prefill_seconds, decode_seconds=res.decode_seconds)
+        chain = [
+            PipelineStage(m, num_blocks=min(b.num_blocks, need_blocks), block_size=job.block_size)
+            for m, b in loaded
+        ]
+        res = generate_pipeline(
+            [st.forward for st in chain],
+            job.prompt_ids,
+            job.params,
+            eos_token_ids=cfg.eos_token_ids,
+        )
+        report.update(
+            output_ids=res.output,
+            finish_reason=res.finish_reason,
+            seed=res.seed,
+            prefill_seconds=res.prefill_seconds,
+            decode_seconds=res.decode_seconds,
+        )
     n_dec = max(0, len(report["output_ids"]) - 1)
     report["prefill_tokens_per_second"] = len(job.prompt_ids) / max(report["prefill_seconds"], 1e-9)
     report["decode_tokens_per_second"] = n_dec / max(report["decode_seconds"], 1e-9)
@@ -112,6 +133,4 @@ def tp_rank_generate(rank: int, world: int, job: GenerateJob, threads: int) -> d
 
 
 def _default_group() -> Any:
-    import torch.distributed as dist
-
     return dist.group.WORLD

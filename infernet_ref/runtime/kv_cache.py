@@ -22,6 +22,7 @@ import psutil
 import torch
 
 from infernet_ref.runtime.errors import OutOfKVBlocks, RequestError
+from infernet_ref.runtime.model import Transformer
 
 
 class BlockManager:
@@ -103,25 +104,35 @@ class PagedKVCache:
 
     def __init__(
         self,
-        num_layers: int,
-        num_blocks: int,
-        block_size: int,
-        num_kv_heads: int,
-        head_dim: int,
+        shape: tuple[int, int, int, int, int],  # (layers, blocks, block_size, Hkv, D)
         dtype: torch.dtype,
         device: torch.device | str = "cpu",
     ) -> None:
-        shape = (num_layers, num_blocks, block_size, num_kv_heads, head_dim)
         self.k = torch.zeros(shape, dtype=dtype, device=device)
         self.v = torch.zeros(shape, dtype=dtype, device=device)
-        self.layers = [(self.k[i], self.v[i]) for i in range(num_layers)]
-        self.num_blocks, self.block_size = num_blocks, block_size
+        self.layers = [(self.k[i], self.v[i]) for i in range(shape[0])]
+        self.num_blocks, self.block_size = shape[1], shape[2]
+
+    @classmethod
+    def for_model(
+        cls, model: Transformer, num_blocks: int, block_size: int, dtype: torch.dtype | None = None
+    ) -> PagedKVCache:
+        """A cache for every local layer of ``model``, on its device."""
+        cfg = model.config
+        shape = (
+            model.num_local_layers,
+            num_blocks,
+            block_size,
+            cfg.num_key_value_heads,
+            cfg.head_dim,
+        )
+        return cls(shape, dtype or model.dtype, next(model.parameters()).device)
 
 
-def bytes_per_block(
-    num_layers: int, block_size: int, num_kv_heads: int, head_dim: int, dtype: torch.dtype
-) -> int:
-    return 2 * num_layers * block_size * num_kv_heads * head_dim * dtype.itemsize
+def bytes_per_block(model: Transformer, block_size: int, dtype: torch.dtype) -> int:
+    """Bytes of one block of keys and values across the model's local layers."""
+    cfg = model.config
+    return 2 * model.num_local_layers * block_size * cfg.kv_size * dtype.itemsize
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,6 +160,7 @@ def measure_free_memory(device: torch.device) -> tuple[int, str]:
 
 def budget_from_memory(
     free_bytes: int,
+    *,
     activation_bytes: int,
     per_block: int,
     block_size: int,

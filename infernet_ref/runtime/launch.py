@@ -15,6 +15,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any
 
+import torch
+import torch.distributed as dist
+
 from infernet_ref.runtime.errors import RequestError
 
 
@@ -26,16 +29,14 @@ def free_port() -> int:
 
 
 def _rank_main(
-    rank: int, world: int, port: int, fn: Callable[..., Any], args: tuple[Any, ...], out: Any,
-    threads: int,
+    rank: int, world: int, spec: tuple[int, Callable[..., Any], tuple[Any, ...], Any, int]
 ) -> None:
-    import torch
-    import torch.distributed as dist
-
+    port, fn, args, out, threads = spec
     torch.set_num_threads(threads)
     try:
-        dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank,
-                                world_size=world)
+        dist.init_process_group(
+            "gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world
+        )
         try:
             out.put((rank, True, fn(rank, world, *args)))
         finally:
@@ -53,8 +54,10 @@ def run_ranks(
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     port = free_port()
-    procs = [ctx.Process(target=_rank_main, args=(r, world, port, fn, args, out, threads))
-             for r in range(world)]
+    procs = [
+        ctx.Process(target=_rank_main, args=(r, world, (port, fn, args, out, threads)))
+        for r in range(world)
+    ]
     for p in procs:
         p.start()
     results: dict[int, Any] = {}

@@ -102,6 +102,9 @@ class Embedding(nn.Module):
 
 
 class Attention(nn.Module):
+    qkv_weight: torch.Tensor  # (q + 2 kv, C): q_proj, k_proj, v_proj rows
+    qkv_bias: torch.Tensor | None
+
     def __init__(self, cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
         super().__init__()
         self.n_heads, self.n_kv_heads, self.head_dim = (
@@ -111,7 +114,7 @@ class Attention(nn.Module):
         )
         self.scale = cfg.head_dim**-0.5
         q, kv = cfg.q_size, cfg.kv_size
-        self.split = (q, kv, kv)
+        self.split = [q, kv, kv]
         weight, bias, (self.q_proj, self.k_proj, self.v_proj) = _fused(
             self.split, cfg.hidden_size, cfg.qkv_bias, dtype, device
         )
@@ -125,7 +128,7 @@ class Attention(nn.Module):
         s, t, _ = x.shape  # (S, T, C)
         h, hkv, d = self.n_heads, self.n_kv_heads, self.head_dim
         qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # (S, T, (H + 2 Hkv) D)
-        q, k, v = qkv.split(self.split, dim=-1)
+        q, k, v = torch.split(qkv, self.split, dim=-1)
         q, k = ops.rotary_embedding(
             q.reshape(s * t, h, d), k.reshape(s * t, hkv, d), cos, sin
         )  # (S*T, H, D), (S*T, Hkv, D)
@@ -141,7 +144,7 @@ class Attention(nn.Module):
                 batch.block_tables,
                 batch.context_lens,
                 self.scale,
-                batch.max_context,
+                max_context=batch.max_context,
             )  # (S, H, D)
         elif batch.from_start:
             out = F.scaled_dot_product_attention(
@@ -160,7 +163,7 @@ class Attention(nn.Module):
         self, q: torch.Tensor, batch: Batch, k_cache: torch.Tensor, v_cache: torch.Tensor
     ) -> torch.Tensor:
         """T > 1 new tokens after earlier context: gather the blocks, mask by position."""
-        s, t, h, d = q.shape
+        s, _, h, d = q.shape
         block_size = k_cache.shape[1]
         length = batch.max_context
         nblocks = -(-length // block_size)
@@ -181,6 +184,9 @@ class Attention(nn.Module):
 
 
 class MLP(nn.Module):
+    gate_up_weight: torch.Tensor  # (2 I, C): gate_proj then up_proj rows
+    gate_up_bias: torch.Tensor | None
+
     def __init__(self, cfg: ModelConfig, dtype: torch.dtype, device: torch.device) -> None:
         super().__init__()
         inter = cfg.intermediate_size
@@ -229,6 +235,8 @@ class Body(nn.Module):
 class Transformer(nn.Module):
     """Layers ``[a, b)`` of a Llama-family model; the whole model when ``(0, n)``."""
 
+    inv_freq: torch.Tensor  # (D/2,) fp32
+
     def __init__(
         self,
         cfg: ModelConfig,
@@ -265,6 +273,9 @@ class Transformer(nn.Module):
         flat = positions.reshape(-1)
         return self._cos[flat].to(self.dtype), self._sin[flat].to(self.dtype)  # (S*T, D/2)
 
+    def decoder_layers(self) -> list[DecoderLayer]:
+        return [layer for layer in self.model.layers.values() if isinstance(layer, DecoderLayer)]
+
     def forward(
         self,
         x: torch.Tensor,
@@ -287,5 +298,5 @@ class Transformer(nn.Module):
             return x
         if not all_logits:
             x = x[:, -1:]  # (S, 1, C)
-        logits = self.lm_head(self.model.norm(x)).float()  # (S, T', V)
+        logits: torch.Tensor = self.lm_head(self.model.norm(x)).float()  # (S, T', V)
         return logits if all_logits else logits[:, 0]

@@ -12,26 +12,22 @@ paged caches ``(num_blocks, block_size, Hkv, D)``.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from types import ModuleType
 
 import torch
 import torch.nn.functional as F
 
-_UNSET: object = object()
-_kernels: ModuleType | None | object = _UNSET
 
-
+@functools.cache
 def triton_kernels() -> ModuleType | None:
     """The :mod:`infernet_kernels` module when it can run here, else None (looked up once)."""
-    global _kernels
-    if _kernels is _UNSET:
-        try:
-            mod = importlib.import_module("infernet_kernels")
-            _kernels = mod if getattr(mod, "available", lambda: False)() else None
-        except ImportError:
-            _kernels = None
-    return _kernels if isinstance(_kernels, ModuleType) else None
+    try:
+        mod = importlib.import_module("infernet_kernels")
+    except ImportError:
+        return None
+    return mod if getattr(mod, "available", lambda: False)() else None
 
 
 def _cuda_kernels(x: torch.Tensor) -> ModuleType | None:
@@ -77,13 +73,14 @@ def silu_and_mul(x: torch.Tensor) -> torch.Tensor:
     return F.silu(gate) * up
 
 
-def paged_attention_decode(
+def paged_attention_decode(  # noqa: PLR0917 (signature fixed by CONTRACTS.md)
     q: torch.Tensor,
     k_cache: torch.Tensor,
     v_cache: torch.Tensor,
     block_tables: torch.Tensor,
     context_lens: torch.Tensor,
     scale: float,
+    *,
     max_context: int | None = None,
 ) -> torch.Tensor:
     """One query token per sequence against its paged cache; q (S, H, D) -> (S, H, D).

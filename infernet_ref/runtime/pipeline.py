@@ -24,10 +24,11 @@ from typing import Any
 
 import torch
 
+from infernet_ref.errors import InfernetError
+from infernet_ref.runtime import tp
 from infernet_ref.runtime.engine import check_finite, make_batch, profile_kv_budget
 from infernet_ref.runtime.errors import (
     FrameError,
-    InfernetError,
     NumericalError,
     OutOfKVBlocks,
     PromptTooLong,
@@ -40,6 +41,7 @@ from infernet_ref.runtime.frames import (
     encode_frame,
 )
 from infernet_ref.runtime.kv_cache import BlockManager, PagedKVCache
+from infernet_ref.runtime.loader import load_model
 from infernet_ref.runtime.model import Transformer
 from infernet_ref.runtime.sampling import SamplingParams, make_generator, sample
 
@@ -61,12 +63,19 @@ class PipelineStage:
     ) -> None:
         cfg = model.config
         self.model, self.config = model, cfg
-        self.layer_range, self.is_first, self.is_last = model.layer_range, model.is_first, model.is_last
+        self.layer_range, self.is_first, self.is_last = (
+            model.layer_range,
+            model.is_first,
+            model.is_last,
+        )
         self.device = next(model.parameters()).device
-        self.cache = PagedKVCache(model.num_local_layers, num_blocks, block_size,
-                                  cfg.num_key_value_heads, cfg.head_dim, model.dtype, self.device)
+        self.cache = PagedKVCache.for_model(model, num_blocks, block_size)
         self.blocks = BlockManager(num_blocks, block_size, watermark=0.0)
-        self.max_sessions, self.wire_dtype, self.max_frame_bytes = max_sessions, wire_dtype, max_frame_bytes
+        self.max_sessions, self.wire_dtype, self.max_frame_bytes = (
+            max_sessions,
+            wire_dtype,
+            max_frame_bytes,
+        )
         self.last_forward_seconds = 0.0
 
     @classmethod
@@ -84,16 +93,16 @@ class PipelineStage:
         **kwargs: Any,
     ) -> PipelineStage:
         """Load only the stage's layers (and only this TP rank's slices when ``tp_group``)."""
-        from infernet_ref.runtime import tp
-        from infernet_ref.runtime.loader import load_model
-
         if tp_group is not None:
-            model = tp.load_sharded(model_dir, tp_group, dtype=dtype, device=device,
-                                    layer_range=layer_range)
+            model = tp.load_sharded(
+                model_dir, tp_group, dtype=dtype, device=device, layer_range=layer_range
+            )
         else:
             model = load_model(model_dir, dtype=dtype, device=device, layer_range=layer_range)
         if num_blocks is None:
-            num_blocks = profile_kv_budget(model, block_size=block_size, fraction=kv_fraction).num_blocks
+            num_blocks = profile_kv_budget(
+                model, block_size=block_size, fraction=kv_fraction
+            ).num_blocks
         return cls(model, num_blocks=num_blocks, block_size=block_size, **kwargs)
 
     @property
@@ -129,14 +138,20 @@ class PipelineStage:
             )
         end = frame.position + frame.num_tokens
         if end > self.config.max_position_embeddings:
-            raise PromptTooLong(f"session {frame.session!r} would reach {end} tokens, "
-                                f"context is {self.config.max_position_embeddings}")
+            raise PromptTooLong(
+                f"session {frame.session!r} would reach {end} tokens, "
+                f"context is {self.config.max_position_embeddings}"
+            )
         if not known and len(self.sessions) >= self.max_sessions:
             raise OutOfKVBlocks(f"stage holds the maximum of {self.max_sessions} sessions")
-        grow = self.blocks.blocks_for(end) - (len(self.blocks.block_table(frame.session)) if known else 0)
+        grow = self.blocks.blocks_for(end) - (
+            len(self.blocks.block_table(frame.session)) if known else 0
+        )
         if grow > self.blocks.num_free_blocks:
-            raise OutOfKVBlocks(f"session {frame.session!r} needs {grow} more KV blocks, "
-                                f"{self.blocks.num_free_blocks} free")
+            raise OutOfKVBlocks(
+                f"session {frame.session!r} needs {grow} more KV blocks, "
+                f"{self.blocks.num_free_blocks} free"
+            )
 
     @torch.inference_mode()
     def forward_frame(self, frame: ActivationFrame) -> ActivationFrame:
@@ -145,8 +160,13 @@ class PipelineStage:
         s, n = frame.session, frame.num_tokens
         slots = self.blocks.append(s, n) if s in self.blocks else self.blocks.allocate(s, n)
         length = self.blocks.length(s)
-        batch = make_batch([list(range(frame.position, length))], slots,
-                           [self.blocks.block_table(s)], [length], self.device)
+        batch = make_batch(
+            [list(range(frame.position, length))],
+            slots,
+            [self.blocks.block_table(s)],
+            [length],
+            self.device,
+        )
         x = frame.tensor.to(self.device)
         x = x.long().unsqueeze(0) if self.is_first else x.to(self.model.dtype).unsqueeze(0)
         start = time.perf_counter()
@@ -181,7 +201,8 @@ def generate_pipeline(
 ) -> PipelineResult:
     """Drive a chain of stages (each ``bytes -> bytes``) and sample each next token (spec §5.5)."""
     gen, seed = make_generator(params.seed)
-    ids, out, reason = list(prompt), [], "length"
+    ids, reason = list(prompt), "length"
+    out: list[int] = []
     timings = [0.0, 0.0]
     pos = 0
     while len(out) < params.max_tokens:
@@ -207,8 +228,9 @@ def generate_pipeline(
     return PipelineResult(out, reason, seed, timings[0], timings[1])
 
 
-def serve_stage(conn: Any, model_dir: str, layer_range: tuple[int, int], dtype: str | None,
-                num_blocks: int) -> None:
+def serve_stage(
+    conn: Any, model_dir: str, layer_range: tuple[int, int], dtype: str | None, num_blocks: int
+) -> None:
     """Child-process loop: frame bytes in over ``conn``, frame bytes (or an error) out.
 
     Replies are ``b"OK" + frame`` or ``b"ER" + message``; an empty message ends the loop.

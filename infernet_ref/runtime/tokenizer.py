@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from tokenizers import Tokenizer as HFTokenizer
+
 from infernet_ref.runtime.errors import CheckpointError
 
 MAX_TOKENIZER_BYTES = 64 << 20
@@ -16,8 +18,6 @@ MAX_TOKENIZER_BYTES = 64 << 20
 
 class Tokenizer:
     def __init__(self, path: Path) -> None:
-        from tokenizers import Tokenizer as HFTokenizer
-
         if path.stat().st_size > MAX_TOKENIZER_BYTES:
             raise CheckpointError(f"{path} exceeds {MAX_TOKENIZER_BYTES} bytes")
         try:

@@ -88,9 +88,12 @@ class RowParallelLinear(Linear):
 
 def parallelize(model: Transformer, group: Any = None) -> Transformer:
     """Swap the row-parallel projections of a rank-local model for all-reducing ones."""
-    for layer in model.model.layers.values():
-        layer.self_attn.o_proj = RowParallelLinear(layer.self_attn.o_proj, group)
-        layer.mlp.down_proj = RowParallelLinear(layer.mlp.down_proj, group)
+    for layer in model.decoder_layers():
+        o_proj, down_proj = layer.self_attn.o_proj, layer.mlp.down_proj
+        assert isinstance(o_proj, Linear)
+        assert isinstance(down_proj, Linear)
+        layer.self_attn.o_proj = RowParallelLinear(o_proj, group)
+        layer.mlp.down_proj = RowParallelLinear(down_proj, group)
     return model
 
 
@@ -109,18 +112,16 @@ def shard_model(model: Transformer, group: Any = None) -> Transformer:
     source = dict(model.named_parameters())
     with torch.no_grad():
         for name, param in local.named_parameters():
-            full = source[name]
             dim = shard_dim(name)
-            if dim is not None:
-                size = param.shape[dim]
-                full = full.narrow(dim, rank * size, size)
-            param.copy_(full)
+            size = param.shape[dim] if dim is not None else 0
+            full = source[name]
+            param.copy_(full if dim is None else full.narrow(dim, rank * size, size))
     return parallelize(local, group)
 
 
 def load_sharded(model_dir: str | Path, group: Any = None, **kwargs: Any) -> Transformer:
     """Load only this rank's slices of a checkpoint and parallelize them (spec §6.3)."""
-    from infernet_ref.runtime.loader import load_model
+    from infernet_ref.runtime.loader import load_model  # noqa: PLC0415 (loader imports tp)
 
     rank, world = _world(group)
     model = load_model(model_dir, tp_rank=rank, tp_size=world, **kwargs)

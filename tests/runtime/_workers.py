@@ -37,11 +37,19 @@ def _tp_check_one(rank: int, path: str, prompts: list[list[int]], n: int) -> dic
         for name, m in (("full", full), ("loaded", loaded), ("passed", passed))
     }
     sampled = SamplingParams(max_tokens=n, temperature=0.8, top_k=20, top_p=0.9, seed=1234)
-    tokens["sampled_full"] = Engine(full, num_blocks=64, block_size=4).generate(prompts, sampled)[0].output
-    tokens["sampled_tp"] = Engine(loaded, num_blocks=64, block_size=4).generate(prompts, sampled)[0].output
+    tokens["sampled_full"] = (
+        Engine(full, num_blocks=64, block_size=4).generate(prompts, sampled)[0].output
+    )
+    tokens["sampled_tp"] = (
+        Engine(loaded, num_blocks=64, block_size=4).generate(prompts, sampled)[0].output
+    )
     n_layers = full.config.num_hidden_layers
-    stages = [PipelineStage.load(path, r, num_blocks=32, block_size=4, tp_group=torch.distributed.group.WORLD)
-              for r in ((0, 1), (1, n_layers))]
+    stages = [
+        PipelineStage.load(
+            path, r, num_blocks=32, block_size=4, tp_group=torch.distributed.group.WORLD
+        )
+        for r in ((0, 1), (1, n_layers))
+    ]
     tokens["hybrid"] = generate_pipeline([s.forward for s in stages], prompts[0], params).output
     shapes = tuple(loaded.model.layers["0"].self_attn.qkv_weight.shape)
     return {"rank": rank, "diffs": diffs, "tokens": tokens, "qkv_shape": shapes}

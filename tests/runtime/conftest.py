@@ -12,60 +12,66 @@ torch.set_num_threads(1)
 
 FAMILIES: dict[str, dict[str, Any]] = {
     # odd head count, GQA 3:1, untied
-    "llama-gqa3": dict(
-        model_type="llama",
-        hidden_size=48,
-        num_attention_heads=6,
-        num_key_value_heads=2,
-        intermediate_size=72,
-        num_hidden_layers=3,
-    ),
+    "llama-gqa3": {
+        "model_type": "llama",
+        "hidden_size": 48,
+        "num_attention_heads": 6,
+        "num_key_value_heads": 2,
+        "intermediate_size": 72,
+        "num_hidden_layers": 3,
+    },
     # llama3 rope scaling, MHA, tied embeddings, attention and mlp bias
-    "llama3-tied": dict(
-        model_type="llama",
-        hidden_size=32,
-        num_attention_heads=4,
-        num_key_value_heads=4,
-        intermediate_size=40,
-        num_hidden_layers=2,
-        tie_word_embeddings=True,
-        attention_bias=True,
-        mlp_bias=True,
-        rope_scaling={
+    "llama3-tied": {
+        "model_type": "llama",
+        "hidden_size": 32,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "intermediate_size": 40,
+        "num_hidden_layers": 2,
+        "tie_word_embeddings": True,
+        "attention_bias": True,
+        "mlp_bias": True,
+        "rope_scaling": {
             "rope_type": "llama3",
             "factor": 8.0,
             "low_freq_factor": 1.0,
             "high_freq_factor": 4.0,
             "original_max_position_embeddings": 16,
         },
-    ),
+    },
     # mistral, MQA (one kv head), explicit head_dim != hidden/heads
-    "mistral-mqa": dict(
-        model_type="mistral",
-        hidden_size=40,
-        num_attention_heads=5,
-        num_key_value_heads=1,
-        head_dim=12,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        sliding_window=None,
-    ),
+    "mistral-mqa": {
+        "model_type": "mistral",
+        "hidden_size": 40,
+        "num_attention_heads": 5,
+        "num_key_value_heads": 1,
+        "head_dim": 12,
+        "intermediate_size": 64,
+        "num_hidden_layers": 2,
+        "sliding_window": None,
+    },
     # qwen2 with q/k/v bias, GQA 2:1, tied
-    "qwen2-bias": dict(
-        model_type="qwen2",
-        hidden_size=32,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        intermediate_size=48,
-        num_hidden_layers=3,
-        tie_word_embeddings=True,
-    ),
+    "qwen2-bias": {
+        "model_type": "qwen2",
+        "hidden_size": 32,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "intermediate_size": 48,
+        "num_hidden_layers": 3,
+        "tie_word_embeddings": True,
+    },
 }
 
 
 def make_hf_model(family: str, vocab: int = 97, seed: int = 0, **overrides: Any) -> Any:
-    from transformers import LlamaConfig, LlamaForCausalLM, MistralConfig, MistralForCausalLM
-    from transformers import Qwen2Config, Qwen2ForCausalLM
+    from transformers import (
+        LlamaConfig,
+        LlamaForCausalLM,
+        MistralConfig,
+        MistralForCausalLM,
+        Qwen2Config,
+        Qwen2ForCausalLM,
+    )
 
     spec = dict(FAMILIES[family])
     spec.update(overrides)

@@ -29,14 +29,41 @@ def test_generate_json_whole_and_pipelined(
 ) -> None:
     path, hf = checkpoints["llama-gqa3"]
     expected = hf_greedy(hf, [[4, 5, 6]], 12)[0]
-    code, whole = run_cli(capsys, "--model", str(path), "--prompt-ids", "4,5,6",
-                          "--max-new-tokens", "12", "--json", "--threads", "1")
-    assert code == 0 and whole["output_ids"] == expected
-    assert whole["kv"][0]["max_concurrent_tokens"] > 0 and whole["decode_tokens_per_second"] > 0
-    code, piped = run_cli(capsys, "--model", str(path), "--prompt-ids", "4,5,6",
-                          "--max-new-tokens", "12", "--pp-stages", "0-0,1-2", "--json",
-                          "--dtype", "float32", "--threads", "1")
-    assert code == 0 and piped["output_ids"] == expected and piped["stages"] == [[0, 1], [1, 3]]
+    code, whole = run_cli(
+        capsys,
+        "--model",
+        str(path),
+        "--prompt-ids",
+        "4,5,6",
+        "--max-new-tokens",
+        "12",
+        "--json",
+        "--threads",
+        "1",
+    )
+    assert code == 0
+    assert whole["output_ids"] == expected
+    assert whole["kv"][0]["max_concurrent_tokens"] > 0
+    assert whole["decode_tokens_per_second"] > 0
+    code, piped = run_cli(
+        capsys,
+        "--model",
+        str(path),
+        "--prompt-ids",
+        "4,5,6",
+        "--max-new-tokens",
+        "12",
+        "--pp-stages",
+        "0-0,1-2",
+        "--json",
+        "--dtype",
+        "float32",
+        "--threads",
+        "1",
+    )
+    assert code == 0
+    assert piped["output_ids"] == expected
+    assert piped["stages"] == [[0, 1], [1, 3]]
     assert len(piped["kv"]) == 2
 
 
@@ -44,9 +71,13 @@ def test_generate_errors_exit_nonzero(
     checkpoints: dict[str, tuple[Path, Any]], capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = str(checkpoints["llama-gqa3"][0])
-    for argv in (["--prompt-ids", "1,x"], ["--prompt-ids", "1", "--tp", "4"],
-                 ["--prompt-ids", "1", "--pp-stages", "0-0,2-2"], ["--prompt", "hello"],
-                 ["--prompt-ids", "1," * 250]):
+    for argv in (
+        ["--prompt-ids", "1,x"],
+        ["--prompt-ids", "1", "--tp", "4"],
+        ["--prompt-ids", "1", "--pp-stages", "0-0,2-2"],
+        ["--prompt", "hello"],
+        ["--prompt-ids", "1," * 250],
+    ):
         assert main(["generate", "--model", path, "--max-new-tokens", "10", *argv]) == 1
         assert "infernet: error:" in capsys.readouterr().err
 
@@ -76,10 +107,24 @@ def test_tokenizer_glue_matches_transformers_fast_tokenizer(
     text = "the lazy fox jumps"
     assert ours.encode(text) == theirs(text)["input_ids"]
     assert ours.encode(text)[0] == 1
-    assert ours.decode(ours.encode(text)) == theirs.decode(theirs(text)["input_ids"], skip_special_tokens=True)
-    code, out = run_cli(capsys, "--model", str(model_dir), "--prompt", text, "--max-new-tokens", "4",
-                        "--json", "--threads", "1")
-    assert code == 0 and out["prompt_ids"] == ours.encode(text) and isinstance(out["text"], str)
+    assert ours.decode(ours.encode(text)) == theirs.decode(
+        theirs(text)["input_ids"], skip_special_tokens=True
+    )
+    code, out = run_cli(
+        capsys,
+        "--model",
+        str(model_dir),
+        "--prompt",
+        text,
+        "--max-new-tokens",
+        "4",
+        "--json",
+        "--threads",
+        "1",
+    )
+    assert code == 0
+    assert out["prompt_ids"] == ours.encode(text)
+    assert isinstance(out["text"], str)
 
 
 def _kernel_references() -> Any:

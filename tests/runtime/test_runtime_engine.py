@@ -25,10 +25,13 @@ def test_block_manager_slots_and_watermark() -> None:
     assert bm.block_table("a") == [0, 1]
     assert bm.append("a", 3) == [6, 7, 8]
     assert bm.block_table("a") == [0, 1, 2]
-    assert bm.can_allocate(20) and not bm.can_allocate(21)  # 7 free - 5 needed >= 2
+    assert bm.can_allocate(20)
+    assert not bm.can_allocate(21)
     bm.allocate("b", 20)
-    assert not bm.can_allocate(1) and bm.num_free_blocks == 2
-    assert bm.can_append("a", 3) and not bm.can_append("a", 12)
+    assert not bm.can_allocate(1)
+    assert bm.num_free_blocks == 2
+    assert bm.can_append("a", 3)
+    assert not bm.can_append("a", 12)
     with pytest.raises(OutOfKVBlocks):
         bm.append("a", 12)
     with pytest.raises(RequestError):
@@ -36,12 +39,19 @@ def test_block_manager_slots_and_watermark() -> None:
     bm.free("a")
     bm.free("a")  # idempotent
     assert bm.num_free_blocks == 5
-    assert not bm.fits_ever(33) and bm.fits_ever(32)
+    assert not bm.fits_ever(33)
+    assert bm.fits_ever(32)
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(["alloc", "append", "free"]), st.integers(0, 4),
-                          st.integers(1, 9)), max_size=60))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["alloc", "append", "free"]), st.integers(0, 4), st.integers(1, 9)
+        ),
+        max_size=60,
+    )
+)
 def test_block_manager_never_double_books(ops: list[tuple[str, int, int]]) -> None:
     bm = BlockManager(num_blocks=12, block_size=3)
     for op, seq, n in ops:
@@ -67,11 +77,17 @@ def test_kv_budget_from_profiling(checkpoints: dict[str, tuple[Path, Any]]) -> N
     budget = profile_kv_budget(model, block_size=16, profile_tokens=64, fraction=0.01)
     cfg = model.config
     assert budget.bytes_per_block == 2 * cfg.num_hidden_layers * 16 * cfg.kv_size * 4
-    assert budget.source == "psutil.available" and budget.free_bytes > 0
-    assert budget.num_blocks == (int(budget.free_bytes * 0.01) - budget.activation_bytes) // budget.bytes_per_block
+    assert budget.source == "psutil.available"
+    assert budget.free_bytes > 0
+    assert (
+        budget.num_blocks
+        == (int(budget.free_bytes * 0.01) - budget.activation_bytes) // budget.bytes_per_block
+    )
     assert budget.max_concurrent_tokens == budget.num_blocks * 16
     with pytest.raises(OutOfKVBlocks):
-        budget_from_memory(1000, 900, 200, 16, 1.0, "x")
+        budget_from_memory(
+            1000, activation_bytes=900, per_block=200, block_size=16, fraction=1.0, source="x"
+        )
 
 
 @pytest.mark.interop
@@ -94,12 +110,17 @@ def test_engine_request_errors(checkpoints: dict[str, tuple[Path, Any]]) -> None
         engine.add_request([1] * 250, SamplingParams(max_tokens=10))  # context 256
     with pytest.raises(OutOfKVBlocks):
         engine.add_request([1] * 30, SamplingParams(max_tokens=10))  # 40 tokens > 32 slots
-    with pytest.raises(RequestError, match="vocab|\\[0, 97\\)"):
+    with pytest.raises(RequestError, match=r"\[0, 97\)"):
         engine.add_request([1, 97], SamplingParams())
     with pytest.raises(RequestError, match="empty"):
         engine.add_request([], SamplingParams())
-    for bad in (dict(temperature=-1.0), dict(top_p=0.0), dict(top_k=-2), dict(max_tokens=0),
-                dict(temperature=float("nan"))):
+    for bad in (
+        {"temperature": -1.0},
+        {"top_p": 0.0},
+        {"top_k": -2},
+        {"max_tokens": 0},
+        {"temperature": float("nan")},
+    ):
         with pytest.raises(RequestError):
             SamplingParams(**bad)  # type: ignore[arg-type]
 
@@ -110,10 +131,12 @@ def test_stop_tokens_and_eos(checkpoints: dict[str, tuple[Path, Any]]) -> None:
     engine = Engine(load_model(path), num_blocks=8, block_size=4)
     stop = ref[4]
     out = engine.generate([[1, 2, 3]], SamplingParams(max_tokens=10, stop_token_ids=(stop,)))[0]
-    assert out.output == ref[: ref.index(stop) + 1] and out.finish_reason == "stop"
+    assert out.output == ref[: ref.index(stop) + 1]
+    assert out.finish_reason == "stop"
     engine.eos = {ref[2]}
     out = engine.generate([[1, 2, 3]], SamplingParams(max_tokens=10))[0]
-    assert out.finish_reason == "eos" and out.output[-1] == ref[2]
+    assert out.finish_reason == "eos"
+    assert out.output[-1] == ref[2]
 
 
 @pytest.mark.parametrize(("top_k", "top_p", "temp"), [(0, 0.9, 1.0), (5, 1.0, 0.7), (10, 0.5, 1.3)])
@@ -144,12 +167,17 @@ def test_seeded_sampling_is_reproducible_and_batch_independent(
     alone = Engine(model, num_blocks=32, block_size=4).generate([[5, 6, 7]], p)[0].output
     other = SamplingParams(max_tokens=20, temperature=1.0, seed=1)
     batched = Engine(model, num_blocks=32, block_size=4).generate(
-        [[1, 1], [5, 6, 7], [9]], [other, p, SamplingParams(max_tokens=5)])
+        [[1, 1], [5, 6, 7], [9]], [other, p, SamplingParams(max_tokens=5)]
+    )
     assert batched[1].output == alone
     again = Engine(model, num_blocks=32, block_size=4).generate([[5, 6, 7]], p)[0]
-    assert again.output == alone and again.seed == 99
+    assert again.output == alone
+    assert again.seed == 99
     different = SamplingParams(max_tokens=20, temperature=1.0, top_k=30, top_p=0.95, seed=100)
-    assert Engine(model, num_blocks=32, block_size=4).generate([[5, 6, 7]], different)[0].output != alone
+    assert (
+        Engine(model, num_blocks=32, block_size=4).generate([[5, 6, 7]], different)[0].output
+        != alone
+    )
 
 
 def test_sampling_respects_top_k_support() -> None:
@@ -157,4 +185,5 @@ def test_sampling_respects_top_k_support() -> None:
     logits = torch.arange(10.0).repeat(200, 1)
     params = [SamplingParams(temperature=1.0, top_k=3)] * 200
     tokens = sample(logits, params, [gen] * 200)
-    assert set(tokens.tolist()) <= {7, 8, 9} and len(set(tokens.tolist())) == 3
+    assert set(tokens.tolist()) <= {7, 8, 9}
+    assert len(set(tokens.tolist())) == 3

@@ -25,11 +25,11 @@ def prefill_logits(model: Transformer, ids: list[list[int]], block_size: int = 4
     """All-position logits of equal-length prompts through the paged prefill path (S, T, V)."""
     s, t = len(ids), len(ids[0])
     per_seq = -(-t // block_size)
-    cache = PagedKVCache(model.num_local_layers, s * per_seq, block_size,
-                         model.config.num_key_value_heads, model.config.head_dim, model.dtype)
+    cache = PagedKVCache.for_model(model, s * per_seq, block_size)
     tables = [list(range(i * per_seq, (i + 1) * per_seq)) for i in range(s)]
-    slots = [tables[i][j // block_size] * block_size + j % block_size
-             for i in range(s) for j in range(t)]
+    slots = [
+        tables[i][j // block_size] * block_size + j % block_size for i in range(s) for j in range(t)
+    ]
     batch = make_batch([list(range(t))] * s, slots, tables, [t] * s, torch.device("cpu"))
     with torch.inference_mode():
         return model(torch.tensor(ids), batch, cache.layers, all_logits=True)
@@ -105,7 +105,7 @@ def test_llama3_rope_scaling_is_exercised(checkpoints: dict[str, tuple[Path, Any
 def test_half_precision_load_tracks_transformers(
     dtype: torch.dtype, checkpoints: dict[str, tuple[Path, Any]]
 ) -> None:
-    path, hf = checkpoints["llama-gqa3"]
+    path, _hf = checkpoints["llama-gqa3"]
     model = load_model(path, dtype=dtype)
     assert model.model.layers["0"].self_attn.qkv_weight.dtype == dtype
     ids = [[3, 1, 4, 1, 5, 9, 2, 6]]
