@@ -271,3 +271,30 @@ def test_uvloop_round_trip() -> None:
             return await c.recv()
 
     assert ws.run(main(), use_uvloop=True) == "uv"
+
+
+async def test_ping_flood_from_a_peer_that_never_reads_is_bounded() -> None:
+    """A client floods pings and never reads the pongs: the server stops reading instead of
+    buffering pongs without limit (spec/ws.md §3)."""
+    async with await ws.serve(echo, write_limit=16384, close_timeout=1) as server:
+        _reader, writer = await raw_upgrade(server.port)
+        ping = encode_frame(Opcode.PING, b"p" * 125, mask_key=b"\x01\x02\x03\x04")
+        burst = ping * 1000  # 131 KB of pings, 127 KB of pongs each
+        sent = 0
+
+        async def flood() -> None:
+            nonlocal sent
+            for _ in range(400):  # up to 52 MB of pings
+                writer.write(burst)
+                await writer.drain()
+                sent += 1
+
+        task = asyncio.ensure_future(flood())
+        await asyncio.sleep(2.0)
+        (conn,) = server.connections
+        assert conn._transport is not None
+        buffered = conn._transport.get_write_buffer_size()
+        assert not task.done()  # the server stopped reading, so the flood is blocked
+        assert buffered < 1024 * 1024, buffered
+        task.cancel()
+        writer.close()
