@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl as ssl_module
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Generator, Sequence
 from typing import Any
 
 from infernet_ref.ws.connection import DEFAULT_MAX_MESSAGE_SIZE, Connection, Role
@@ -217,7 +217,7 @@ class Server:
         await self.close()
 
 
-async def serve(
+def serve(
     handler: Handler,
     host: str = "127.0.0.1",
     port: int = 0,
@@ -237,8 +237,11 @@ async def serve(
     close_timeout: float = 10.0,
     limits: HandshakeLimits | None = None,
     backlog: int = 128,
-) -> Server:
-    """Listen for WebSocket connections (RFC 6455 §4.2) and run ``handler(ws)`` for each."""
+) -> Serving:
+    """Listen for WebSocket connections (RFC 6455 §4.2) and run ``handler(ws)`` for each.
+
+    ``server = await serve(...)`` or ``async with serve(...) as server:`` (closed on exit).
+    """
     deflate = DeflateConfig() if compression is True else (compression or None)
     options: dict[str, Any] = {
         "subprotocols": tuple(subprotocols),
@@ -255,11 +258,34 @@ async def serve(
         "close_timeout": close_timeout,
         "limits": limits or HandshakeLimits(),
     }
-    server = Server(handler, options)
-    loop = asyncio.get_running_loop()
-    server._server = await loop.create_server(
-        lambda: ServerConnection(server), host, port, ssl=ssl, backlog=backlog
-    )
-    sockname = server._server.sockets[0].getsockname()
-    server._address = (str(sockname[0]), int(sockname[1]))
-    return server
+    return Serving(Server(handler, options), host, port, ssl, backlog)
+
+
+class Serving:
+    """What :func:`serve` returns: awaitable (the started :class:`Server`) and an async context."""
+
+    def __init__(
+        self, server: Server, host: str, port: int, ssl: ssl_module.SSLContext | None, backlog: int
+    ) -> None:
+        self._server = server
+        self._args = (host, port, ssl, backlog)
+
+    async def _start(self) -> Server:
+        host, port, ssl, backlog = self._args
+        server = self._server
+        loop = asyncio.get_running_loop()
+        server._server = await loop.create_server(
+            lambda: ServerConnection(server), host, port, ssl=ssl, backlog=backlog
+        )
+        sockname = server._server.sockets[0].getsockname()
+        server._address = (str(sockname[0]), int(sockname[1]))
+        return server
+
+    def __await__(self) -> Generator[Any, None, Server]:
+        return self._start().__await__()
+
+    async def __aenter__(self) -> Server:
+        return await self._start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._server.close()

@@ -107,7 +107,9 @@ async def test_plain_get_without_handler_is_426() -> None:
 
 
 async def test_origin_policy_refuses_with_403() -> None:
-    async with await ws.serve(echo, origins={"https://good.example"}) as server:
+    async with ws.serve(
+        echo, origins={"https://good.example"}
+    ) as server:  # no await: also a context
         with pytest.raises(ws.HandshakeError) as info:
             await ws.connect(f"ws://127.0.0.1:{server.port}/", origin="https://evil.example")
         assert info.value.status == 403
