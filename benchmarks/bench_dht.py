@@ -249,12 +249,15 @@ async def run_kademlia(args: argparse.Namespace) -> dict[str, Any]:
 
     crawling.SpiderCrawl._find = counting_find  # type: ignore[method-assign]
 
+    armed = [False]
+
     class Adversary(KademliaProtocol):  # type: ignore[misc]
         mode = "wrong"
         liars: ClassVar[list[Any]] = []
 
+        # Like ours, adversaries behave until the swarm has bootstrapped (armed[0]).
         def datagram_received(self, data: bytes, addr: Any) -> None:
-            if self.mode == "drop" and data[:1] == b"\x00":
+            if armed[0] and self.mode == "drop" and data[:1] == b"\x00":
                 return
             super().datagram_received(data, addr)
 
@@ -266,14 +269,20 @@ async def run_kademlia(args: argparse.Namespace) -> dict[str, Any]:
             return [(s.node.id, "127.0.0.1", s.port) for s in lies]
 
         def rpc_find_node(self, sender: Any, nodeid: bytes, key: bytes) -> Any:
+            if not armed[0]:
+                return super().rpc_find_node(sender, nodeid, key)
             return self._liars(key)
 
         def rpc_find_value(self, sender: Any, nodeid: bytes, key: bytes) -> Any:
+            if not armed[0]:
+                return super().rpc_find_value(sender, nodeid, key)
             if self.mode == "forge":
                 return {"value": "forged"}
             return self._liars(key)
 
         def rpc_store(self, sender: Any, nodeid: bytes, key: bytes, value: Any) -> bool:
+            if not armed[0]:
+                return bool(super().rpc_store(sender, nodeid, key, value))
             return True
 
     def counting(server: Any) -> None:
@@ -352,6 +361,7 @@ async def run_kademlia(args: argparse.Namespace) -> dict[str, Any]:
     for s in alive:
         s.stop()
     servers, advs = await swarm(0.2)
+    armed[0] = True
     honest = [s for s in servers if s not in advs]
     items = await publish(honest)
     res.append(await phase("adversarial20_d3", honest, items))
