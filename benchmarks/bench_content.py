@@ -118,6 +118,17 @@ async def _walk_network(client: object, root: object) -> None:
     await visit(root)
 
 
+def _peak_rss_kib() -> int:
+    """This process's peak RSS (VmHWM; ru_maxrss would carry the forking parent's peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _stream_proc(gib: float, store_dir: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     from infernet_ref.content.builder import build_file
     from infernet_ref.content.store import BlockStore
@@ -129,11 +140,11 @@ def _stream_proc(gib: float, store_dir: str, q: mp.Queue) -> None:  # type: igno
         for i in range(int(gib * 1024)):
             yield i.to_bytes(8, "little") + base[8:]
 
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_rss_kib()
     t = time.perf_counter()
-    root = build_file(gen(), store.put)  # type: ignore[arg-type]
+    root = build_file(gen(), store.sink)  # type: ignore[arg-type]
     dt = time.perf_counter() - t
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _peak_rss_kib()
     q.put((before, after, dt, str(root.cid)))
 
 

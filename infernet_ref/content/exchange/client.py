@@ -199,7 +199,15 @@ class ExchangeClient:
             return
         batches: dict[str, list[WantEntry]] = {}
         deferred: list[tuple[int, int, CID]] = []
-        while self._queue:
+        # Refill a provider only once half its window has drained, so wants go out in batches
+        # (fewer, larger content.want messages for the server to validate).
+        room = {
+            p.url: self.window - len(p.session.inflight)
+            if len(p.session.inflight) <= self.window // 2
+            else 0
+            for p in alive
+        }
+        while self._queue and any(len(batches.get(u, ())) < r for u, r in room.items()):
             item = heapq.heappop(self._queue)
             req = self._requests.get(item[2])
             if req is None or req.future.done() or req.assigned is not None:
@@ -211,15 +219,9 @@ class ExchangeClient:
                     FetchError(f"no provider has {req.cid} (tried {sorted(req.tried)})")
                 )
                 continue
-            free = [
-                p
-                for p in candidates
-                if len(p.session.inflight) + len(batches.get(p.url, ())) < self.window
-            ]
+            free = [p for p in candidates if len(batches.get(p.url, ())) < room[p.url]]
             if not free:
-                deferred.append(item)
-                if all(len(p.session.inflight) >= self.window for p in alive):
-                    break
+                deferred.append(item)  # only providers it has not tried are busy: wait
                 continue
             best = min(
                 free, key=lambda p: p.cost() + len(batches.get(p.url, ())) * BLOCK_ESTIMATE / p.rate
