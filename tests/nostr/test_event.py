@@ -300,3 +300,13 @@ def test_key_cache_keeps_verdicts() -> None:
     assert "00" * 32 not in _KEY_CACHE  # only keys that parse are remembered
     clear_key_cache()
     assert verify_event(ev)
+
+
+def test_schema_examples_are_real_events() -> None:
+    """Every example in the nostr schemas verifies (no placeholder signatures in the spec)."""
+    from infernet_ref.specs import default_registry
+
+    doc = default_registry().schema("nostr-event")
+    assert doc["examples"]
+    for example in doc["examples"]:
+        assert verify_event(example)
