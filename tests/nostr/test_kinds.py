@@ -156,3 +156,14 @@ def test_code_and_schema_agree(kind: Kind, tags: list[list[str]], mutate_from_go
         d = [t[1] for t in tags if t[0] == "d"]
         expected = d == [NODE_ID]
     assert code_ok(ev) is expected
+
+
+def test_schema_examples_are_valid_infernet_events() -> None:
+    from infernet_ref.specs import default_registry
+
+    doc = default_registry().schema("nostr-kinds")
+    for kind, name in DEFS.items():
+        (example,) = doc["$defs"][name]["examples"]
+        assert example["kind"] == kind
+        assert verify_infernet_event(example)
+        validate_data(example, "nostr-kinds", pointer=f"/$defs/{name}")
