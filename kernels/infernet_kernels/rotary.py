@@ -172,5 +172,6 @@ def rotary_embedding(
         BLOCK_HALF=next_power_of_2(half),
         INTERPRETED=is_interpreted(_rotary_kernel),
         num_warps=4,
+        enable_fp_fusion=False,
     )
     return q_out, k_out

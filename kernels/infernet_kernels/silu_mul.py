@@ -79,5 +79,6 @@ def silu_and_mul(x: torch.Tensor, *, block_size: int | None = None) -> torch.Ten
         BLOCK=block,
         INTERPRETED=is_interpreted(_silu_and_mul_kernel),
         num_warps=4,
+        enable_fp_fusion=False,
     )
     return out.view(out_shape)
