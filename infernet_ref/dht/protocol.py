@@ -154,7 +154,6 @@ class DHTCore:
         self.started = now
         self.next_maintenance = now + cfg.maintenance_tick
         self.last_republish = now
-        self.last_health = now
         self.stats = _Stats()
         self.srtt_all: float | None = None
         self.rttvar_all = 0.0
