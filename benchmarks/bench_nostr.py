@@ -25,7 +25,7 @@ from typing import Any
 
 from coincurve import PrivateKey, PublicKeyXOnly
 
-from infernet_ref.nostr import sign_event, verify_event
+from infernet_ref.nostr import Signer, sign_event, verify_event
 from infernet_ref.nostr.event import clear_key_cache
 
 JS = Path(__file__).resolve().parents[1] / "tests" / "nostr" / "js"
@@ -95,6 +95,7 @@ def main() -> None:
     parsed = [PublicKeyXOnly(pk) for pk, _, _ in raw]
     aux = os.urandom(32)
     templates = [{k: e[k] for k in ("kind", "created_at", "tags", "content")} for e in events]
+    signers = [Signer(k.secret) for k in keys]
 
     verify_ops: dict[str, Op] = {
         "raw coincurve verify (parse key + verify)": lambda i: PublicKeyXOnly(raw[i][0]).verify(
@@ -109,7 +110,7 @@ def main() -> None:
     }
     sign_ops: dict[str, Op] = {
         "raw coincurve sign_schnorr": lambda i: keys[i].sign_schnorr(raw[i][2], aux),
-        "infernet sign_event": lambda i: sign_event(templates[i], keys[i], aux=aux),
+        "infernet sign_event (Signer)": lambda i: sign_event(templates[i], signers[i], aux=aux),
     }
     assert all(verify_event(e) for e in events)
     vt = paired(verify_ops, args.events, args.rounds)
@@ -126,7 +127,7 @@ def main() -> None:
         rates["nostr-tools finalizeEvent"] = js[1]["per_s"]
     for name, rate in rates.items():
         print(f"{name:45s} {rate:10.0f} /s")
-    ours_v, ours_s = "infernet verify_event (shape+id+sig)", "infernet sign_event"
+    ours_v, ours_s = "infernet verify_event (shape+id+sig)", "infernet sign_event (Signer)"
     cold, raw_pv = (
         "infernet verify_event, cold key cache",
         "raw coincurve verify (parse key + verify)",

@@ -60,7 +60,7 @@ from infernet_ref.nostr.nip44 import (
     nip44_decrypt,
     nip44_encrypt,
 )
-from infernet_ref.nostr.schnorr import schnorr_sign, schnorr_verify
+from infernet_ref.nostr.schnorr import Signer, schnorr_sign, schnorr_verify
 
 __all__ = [
     "AddressPointer",
@@ -81,6 +81,7 @@ __all__ = [
     "Nip44Error",
     "NostrError",
     "ProfilePointer",
+    "Signer",
     "auth_response",
     "check_event",
     "check_kind_rules",

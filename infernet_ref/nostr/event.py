@@ -30,7 +30,7 @@ from coincurve.context import GLOBAL_CONTEXT
 
 from infernet_ref.errors import LocalProtocolError
 from infernet_ref.nostr.errors import EventEncodingError, EventError, KeyFormatError
-from infernet_ref.nostr.keys import check_secret_key
+from infernet_ref.nostr.schnorr import Signer
 
 #: Limits copied from nostr-event.schema.json (spec/nostr.md §Events).
 MAX_TAGS = 2000
@@ -160,22 +160,21 @@ def _plain_int(value: Any) -> Any:
     return int(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
-def finish_event(
-    template: dict[str, Any], key: PrivateKey, aux: bytes | None = None
-) -> dict[str, Any]:
+def finish_event(template: dict[str, Any], key: Signer, aux: bytes | None = None) -> dict[str, Any]:
     """Sign ``template`` with a parsed key; see :func:`sign_event`."""
     if not isinstance(template, dict):
         raise LocalProtocolError("an event template must be a dict")
     extra = set(template) - _TEMPLATE_FIELDS - {"id", "sig"}
     if extra:
         raise LocalProtocolError(f"event template has unknown fields {sorted(map(str, extra))}")
-    pubkey = key.public_key_xonly.format().hex()
+    pubkey = key.public_key.hex()
     if template.get("pubkey", pubkey) != pubkey:
         raise LocalProtocolError("template pubkey does not belong to the signing key")
     tags = template.get("tags", [])
     if not isinstance(tags, list | tuple) or not all(isinstance(t, list | tuple) for t in tags):
         raise LocalProtocolError("tags must be a list of lists of strings")
     event: dict[str, Any] = {
+        "id": "0" * 64,
         "pubkey": pubkey,
         "created_at": _plain_int(template["created_at"])
         if "created_at" in template
@@ -183,32 +182,34 @@ def finish_event(
         "kind": _plain_int(template.get("kind")),
         "tags": [list(t) for t in tags],
         "content": template.get("content", ""),
+        "sig": "0" * 128,
     }
-    event["id"] = event_id(event)
-    event["sig"] = "0" * 128
     problem = _shape_error(event)
     if problem is not None:
         raise LocalProtocolError(f"cannot sign: {problem[0]} at {problem[1]}")
-    event["sig"] = key.sign_schnorr(
-        bytes.fromhex(event["id"]), aux if aux is not None else b""
-    ).hex()
-    return {k: event[k] for k in ("id", "pubkey", "created_at", "kind", "tags", "content", "sig")}
+    digest = _sha256(serialize_event(event)).digest()
+    event["id"] = digest.hex()
+    event["sig"] = key.sign(digest, aux).hex()
+    return event
 
 
 def sign_event(
-    template: dict[str, Any], sk: bytes | str | PrivateKey, *, aux: bytes | None = None
+    template: dict[str, Any], sk: bytes | str | PrivateKey | Signer, *, aux: bytes | None = None
 ) -> dict[str, Any]:
     """Return a signed NIP-01 event from ``template`` (kind, tags, content, optional created_at).
 
-    ``sk`` is 32 bytes, 64 hex characters or a :class:`coincurve.PrivateKey` (parse once, sign
-    many). ``created_at`` defaults to the current time. Raises :class:`LocalProtocolError` for a
-    template that would not make a valid event, :class:`EventEncodingError` for a lone surrogate.
+    ``sk`` is 32 bytes, 64 hex characters, a :class:`Signer` or a :class:`coincurve.PrivateKey`;
+    pass a :class:`Signer` to sign many events with one key (its keypair is computed once).
+    ``created_at`` defaults to the current time; ``aux`` (32 bytes) to fresh randomness. Raises
+    :class:`LocalProtocolError` for a template that would not make a valid event,
+    :class:`EventEncodingError` for a lone surrogate.
     """
-    if not isinstance(sk, PrivateKey):
-        sk = PrivateKey(check_secret_key(sk))
+    if isinstance(sk, PrivateKey):
+        sk = sk.secret
+    signer = sk if isinstance(sk, Signer) else Signer(sk)
     if aux is not None and len(aux) != 32:
         raise KeyFormatError("aux_rand must be 32 bytes")
-    return finish_event(template, sk, aux)
+    return finish_event(template, signer, aux)
 
 
 def check_event(event: Any) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from infernet_ref.nostr import KeyFormatError, public_key, schnorr_sign, schnorr_verify
+from infernet_ref.nostr import KeyFormatError, Signer, public_key, schnorr_sign, schnorr_verify
 
 from . import bip340_model as model
 from .conftest import SHARED, VECTORS
@@ -55,6 +55,9 @@ def test_vector(row: dict[str, str]) -> None:
         sk, aux = unhex(row, "secret key", "aux_rand")
         assert public_key(sk) == pk
         assert schnorr_sign(msg, sk, aux) == sig  # byte for byte, aux_rand included
+        signer = Signer(sk)
+        assert signer.public_key == pk
+        assert signer.sign(msg, aux) == sig
     assert schnorr_verify(msg, pk, sig) is expected
 
 
@@ -122,3 +125,14 @@ def test_sign_rejects_bad_input(sk: bytes | str, msg: bytes, aux: bytes | None) 
 )
 def test_verify_never_raises(msg: object, pk: object, sig: object) -> None:
     assert schnorr_verify(msg, pk, sig) is False  # type: ignore[arg-type]
+
+
+def test_signer_rejects_bad_input() -> None:
+    with pytest.raises(KeyFormatError):
+        Signer(bytes(32))
+    signer = Signer(bytes(31) + b"\x01")
+    with pytest.raises(KeyFormatError):
+        signer.sign(bytes(31))
+    with pytest.raises(KeyFormatError):
+        signer.sign(bytes(32), bytes(5))
+    assert signer.sign(bytes(32)) != signer.sign(bytes(32))  # fresh aux by default

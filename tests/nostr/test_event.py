@@ -310,3 +310,14 @@ def test_schema_examples_are_real_events() -> None:
     assert doc["examples"]
     for example in doc["examples"]:
         assert verify_event(example)
+
+
+def test_signer_and_raw_key_sign_alike() -> None:
+    from coincurve import PrivateKey
+
+    from infernet_ref.nostr import Signer
+
+    a = sign_event(template("same"), SK, aux=AUX)
+    assert sign_event(template("same"), Signer(SK), aux=AUX) == a
+    assert sign_event(template("same"), PrivateKey(SK), aux=AUX) == a
+    assert sign_event(template("same"), SK.hex(), aux=AUX) == a
