@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infernet_ref.nostr import AuthError, generate_secret_key, public_key, sign_event
 from infernet_ref.nostr.auth import AuthChallenger, auth_response, normalize_url
@@ -212,4 +214,39 @@ def test_vectors() -> None:
                 server.verify(case["event"], NOW, challenge=c)
     emit_vectors(
         "auth.json", {"endpoint": URL, "challenge": c, "now": NOW, "window": 600, "cases": cases}
+    )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.text(max_size=70),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.sampled_from(["id", "pubkey", "created_at", "kind", "tags", "content", "sig", None]),
+    json_values,
+    st.lists(st.lists(st.text(max_size=70), min_size=1, max_size=3), max_size=4),
+)
+def test_hostile_responses_only_auth_errors(
+    field: str | None, value: Any, tags: list[list[str]]
+) -> None:
+    """Any response other than the one genuine answer is refused with AuthError, and nothing else."""
+    server = AuthChallenger(URL)
+    c = server.issue(NOW)
+    genuine = auth_response(c, URL, SK, created_at=NOW)
+    if field is not None:
+        ev: dict[str, Any] = {**genuine, field: value}
+    else:
+        ev = sign_event({"kind": 22242, "created_at": NOW, "tags": tags, "content": ""}, SK)
+    try:
+        assert server.verify(ev, NOW) == public_key(SK).hex()
+    except AuthError:
+        return
+    assert ev == genuine or (
+        field is None and sorted(tags) == sorted([["relay", URL], ["challenge", c]])
     )
