@@ -36,13 +36,49 @@ def add(a: Point, b: Point) -> Point:
     return x, (lam * (a[0] - x) - a[1]) % P
 
 
+Jacobian = tuple[int, int, int]  # (X, Y, Z) with x = X/Z^2, y = Y/Z^3; Z = 0 is infinity
+
+
+def _jdouble(p: Jacobian) -> Jacobian:
+    x, y, z = p
+    if z == 0 or y == 0:
+        return (0, 1, 0)
+    s = 4 * x * y * y % P
+    m = 3 * x * x % P
+    nx = (m * m - 2 * s) % P
+    return nx, (m * (s - nx) - 8 * pow(y, 4, P)) % P, 2 * y * z % P
+
+
+def _jadd(p: Jacobian, q: tuple[int, int]) -> Jacobian:
+    """Jacobian p plus affine q."""
+    x1, y1, z1 = p
+    if z1 == 0:
+        return q[0], q[1], 1
+    z1z1 = z1 * z1 % P
+    u2, s2 = q[0] * z1z1 % P, q[1] * z1 * z1z1 % P
+    if u2 == x1:
+        return _jdouble(p) if s2 == y1 else (0, 1, 0)
+    h, r = (u2 - x1) % P, (s2 - y1) % P
+    hh = h * h % P
+    hhh, v = h * hh % P, x1 * hh % P
+    nx = (r * r - hhh - 2 * v) % P
+    return nx, (r * (v - nx) - y1 * hhh) % P, z1 * h % P
+
+
 def mul(k: int, pt: Point) -> Point:
-    out: Point = None
-    for i in reversed(range(256)):
-        out = add(out, out)
+    """k * pt by double-and-add in Jacobian coordinates, one inversion at the end."""
+    if pt is None:
+        return None
+    acc: Jacobian = (0, 1, 0)
+    for i in reversed(range(k.bit_length())):
+        acc = _jdouble(acc)
         if (k >> i) & 1:
-            out = add(out, pt)
-    return out
+            acc = _jadd(acc, pt)
+    x, y, z = acc
+    if z == 0:
+        return None
+    zi = pow(z, P - 2, P)
+    return x * zi * zi % P, y * zi * zi * zi % P
 
 
 def tagged(tag: str, data: bytes) -> bytes:
