@@ -21,8 +21,8 @@ import asyncio
 import logging
 import os
 from collections import deque
-from collections.abc import AsyncIterable, AsyncIterator, Iterable
-from typing import Any, cast
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from typing import cast
 
 from infernet_ref.ws.connection import Connection, State
 from infernet_ref.ws.errors import ConnectionClosed, ConnectionClosedOK, InvalidState, closed_error
@@ -233,7 +233,7 @@ class WebSocket(asyncio.Protocol):
             waiter.set_exception(self._closed_exception())
             self._recv_waiter = None
 
-    def _arm_close_timer(self, action: Any) -> None:
+    def _arm_close_timer(self, action: Callable[[], None]) -> None:
         if self._close_handle is not None:
             self._close_handle.cancel()
         self._close_handle = self._loop.call_later(self.close_timeout, action)
