@@ -5,6 +5,7 @@ store with pinning and GC, CAR v1 import/export, the block exchange protocol ove
 layer, provider records in the DHT, byte-range and safetensors tensor fetch.
 """
 
+from infernet_ref.content.api import add_path, fetch, read_range
 from infernet_ref.content.builder import (
     DagEntry,
     FileBuilder,
@@ -13,14 +14,31 @@ from infernet_ref.content.builder import (
     cid_for_stream,
 )
 from infernet_ref.content.cid import CID, Codec, parse_cid
+from infernet_ref.content.exchange import ContentServer, ExchangeClient, serve_content
+from infernet_ref.content.safetensors_fetch import (
+    fetch_tensors,
+    layer_tensor_names,
+    tensor_locations,
+)
+from infernet_ref.content.store import BlockStore
 
 __all__ = [
     "CID",
+    "BlockStore",
     "Codec",
+    "ContentServer",
     "DagEntry",
+    "ExchangeClient",
     "FileBuilder",
+    "add_path",
     "build_path",
     "cid_for_bytes",
     "cid_for_stream",
+    "fetch",
+    "fetch_tensors",
+    "layer_tensor_names",
     "parse_cid",
+    "read_range",
+    "serve_content",
+    "tensor_locations",
 ]

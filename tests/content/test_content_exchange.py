@@ -218,6 +218,8 @@ async def test_resume_keeps_verified_blocks(tmp_path: Path) -> None:
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
+        assert not client._requests  # interrupted wants were cancelled ...
+        assert not any(p.session.inflight for p in client.providers.values())  # ... on the wire too
     have = len(dst)
     sent_before = cs.stats.blocks_sent
     async with ExchangeClient([url], store=dst) as client:

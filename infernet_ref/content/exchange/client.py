@@ -22,8 +22,9 @@ import logging
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+from typing import Any
 
 from infernet_ref.content.cid import CID, Codec, parse_cid
 from infernet_ref.content.dag import block_links
@@ -187,6 +188,24 @@ class ExchangeClient:
             heapq.heappush(self._queue, (-priority, next(self._seq), c))
             self._pump()
         return await asyncio.shield(req.future)
+
+    def cancel(self, cids: list[CID]) -> None:
+        """Give up on ``cids``: fail their waiters and send content.cancel to their providers."""
+        by_provider: dict[str, list[CID]] = {}
+        for c in cids:
+            req = self._requests.pop(c, None)
+            if req is None:
+                continue
+            if not req.future.done():
+                req.future.cancel()
+            p = self.providers.get(req.assigned or "")
+            if p is not None and p.alive and c in p.session.inflight:
+                by_provider.setdefault(p.url, []).append(c)
+        for url, cs in by_provider.items():
+            p = self.providers[url]
+            for i in range(0, len(cs), 1024):
+                p.outq.put_nowait(p.session.cancel(cs[i : i + 1024]))
+        self._pump()
 
     def _alive(self) -> list[_Provider]:
         return [p for p in self.providers.values() if p.alive]
@@ -361,6 +380,7 @@ class ExchangeClient:
             raise FetchError("fetch_dag needs a block store (local error)")
         store = self.store
         sem = asyncio.Semaphore(concurrency or self.window * max(1, len(self.providers)) * 2)
+        mine: set[CID] = set()
 
         async def visit(cid: CID, tg: asyncio.TaskGroup) -> None:
             async with sem:
@@ -368,21 +388,33 @@ class ExchangeClient:
                     block = store.get(cid)
                     self.stats.blocks_local += 1
                 else:
+                    mine.add(cid)
                     block = await self.get_block(cid, 10 if cid.codec == Codec.DAG_PB else 1)
+                    mine.discard(cid)
             if progress is not None and cid.codec == Codec.RAW:
                 progress(len(block))
             for child in block_links(cid, block):
                 tg.create_task(visit(child.to_v1(), tg))
 
         try:
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(visit(parse_cid(root).to_v1(), tg))
-        except* FetchError as eg:
-            raise eg.exceptions[0] from None
-        except* ContentError as eg:
-            raise eg.exceptions[0] from None
+            await _walk_group(root, visit)
+        except asyncio.CancelledError:
+            self.cancel(list(mine))  # interrupted: tell providers to stop sending
+            raise
         store.pin(parse_cid(root))
         return self.stats
+
+
+async def _walk_group(
+    root: CID | str, visit: Callable[[CID, asyncio.TaskGroup], Coroutine[Any, Any, None]]
+) -> None:
+    try:
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(visit(parse_cid(root).to_v1(), tg))
+    except* FetchError as eg:
+        raise eg.exceptions[0] from None
+    except* ContentError as eg:
+        raise eg.exceptions[0] from None
 
 
 def _sha256(view: memoryview) -> bytes:
