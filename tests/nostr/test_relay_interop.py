@@ -240,3 +240,30 @@ async def test_our_nip42_response_authenticates(relay: str) -> None:
             assert "domain" in notice[1].lower()
         finally:
             await ws.close()
+
+
+async def test_conformance_cases_against_nostr_relay(relay: str) -> None:
+    """The nostr.relay.* conformance cases pass on nostr-relay except the one rule it breaks."""
+    from infernet_conformance import load_cases
+    from infernet_conformance.registry import all_cases
+    from infernet_conformance.runner import run_cases, select
+    from infernet_conformance.target import Target
+
+    load_cases()
+    report = await run_cases(
+        select(all_cases(), ["nostr.relay"]), Target.parse([f"nostr={relay}"]), timeout=20
+    )
+    verdicts = {r.id: r.verdict.value for r in report.results}
+    assert set(verdicts) == {
+        "nostr.relay.roundtrip",
+        "nostr.relay.escaping",
+        "nostr.relay.bad_signature",
+        "nostr.relay.addressable",
+    }
+    failed = {r.id: r.message for r in report.results if r.verdict.value == "fail"}
+    # nostr-relay's upper-case \u000B escaping (test_relay_diverges_on_c0_escapes) is caught:
+    assert "nostr.relay.escaping" in failed, verdicts
+    assert "refused" in failed["nostr.relay.escaping"]
+    assert {k: v for k, v in verdicts.items() if k != "nostr.relay.escaping"} == dict.fromkeys(
+        ("nostr.relay.roundtrip", "nostr.relay.bad_signature", "nostr.relay.addressable"), "pass"
+    ), failed
