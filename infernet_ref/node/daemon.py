@@ -98,6 +98,8 @@ class Node:
         self.started_at = int(time.time())
         self.max_message_size = int(cfg.raw["max_message_size"])
         self.content: Any = None
+        self.dht: Any = None
+        self.announcer: Any = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -120,11 +122,55 @@ class Node:
             self.endpoint = self.endpoint.rstrip("/") + JOB_PATH
         self.challenger = AuthChallenger(self.endpoint)
         self._start_content()
+        await self._start_dht()
         if "provider" in self.roles:
             self._start_provider()
         if "aggregator" in self.roles:
             self._start_aggregator()
         self.log.info("node.started", endpoint=self.endpoint, roles=self.roles, pubkey=self.pubkey)
+
+    async def _start_dht(self) -> None:
+        """Join the DHT (spec/dht.md §Join) on listen.dht through the bootstrap peers."""
+        try:
+            from infernet_ref.dht import DHTNode  # noqa: PLC0415
+
+            host, port = host_port(self.cfg.raw["listen"]["dht"])
+            boot = [host_port(b) for b in self.cfg.raw.get("bootstrap", [])]
+            self.dht = await DHTNode.create(self.sk, host, port, bootstrap=boot or None)
+            self.log.info("node.dht_joined", address=list(self.dht.address), bootstrap=len(boot))
+        except (ImportError, InfernetError, OSError) as exc:
+            self.dht = None
+            self.log.warning("node.dht_unavailable", err=str(exc)[:300])
+
+    def _announcement(self) -> dict[str, Any]:
+        from infernet_ref.node.announce import announcement_info  # noqa: PLC0415
+
+        assert self.provider is not None
+        p = self.provider
+        served = [
+            {
+                "cid": m.cid,
+                "layer_start": m.layer_start,
+                "layer_end": m.end,
+                "num_layers": m.num_layers,
+            }
+            for m in p.models.values()
+        ]
+        return announcement_info(
+            endpoint=self.endpoint,
+            devices=self._devices(),
+            served=served,
+            free_kv_blocks=max(0, p.max_sessions - len(p.sessions)) * 64,
+            queue=len(p.sessions),
+            started_at=self.started_at,
+            now=time.time(),
+        )
+
+    def _devices(self) -> list[dict[str, Any]]:
+        return list(
+            self.cfg.section("resources").get("devices")
+            or [{"kind": "cpu", "memory_bytes": _free_memory()}]
+        )
 
     def _start_content(self) -> None:
         try:
@@ -151,6 +197,11 @@ class Node:
             max_sessions=int(res.get("max_concurrent_sessions", 16)),
             kv_block_size=int(res.get("kv_block_size", 16)),
         )
+        if self.dht is not None and self.provider.models:
+            from infernet_ref.node.announce import Announcer  # noqa: PLC0415
+
+            self.announcer = Announcer(self.dht, self.sk, self._announcement, self.log)
+            self.announcer.start()
         self.log.info(
             "provider.ready",
             executor=getattr(executor, "name", type(executor).__name__),
@@ -158,10 +209,21 @@ class Node:
         )
 
     def _start_aggregator(self) -> None:
+        lookup = None
+        if self.dht is not None:
+            from infernet_ref.node.announce import dht_offers  # noqa: PLC0415
+
+            dht = self.dht
+
+            async def lookup_fn(model: str) -> Any:
+                return await dht_offers(dht, model, self.log)
+
+            lookup = lookup_fn
         directory = self._directory or Directory(
             peers=list(self.cfg.raw.get("peers", [])),
             log=self.log,
             reputation=self.store.reputation,
+            dht_lookup=lookup,
         )
         local = {
             m["cid"]: self.cfg.resolve(m["path"])
@@ -200,8 +262,13 @@ class Node:
         for peer in list(self.peers):
             with contextlib.suppress(Exception):
                 await peer.close()
+        if self.announcer is not None:
+            await self.announcer.stop()
         if self.provider is not None:
             await self.provider.close()
+        if self.dht is not None:
+            with contextlib.suppress(Exception):
+                await self.dht.close()
         self.store.close()
         self.log.info("node.stopped")
 
@@ -220,8 +287,8 @@ class Node:
             "max_message_size": self.max_message_size,
         }
         if self.provider is not None:
-            res = self.cfg.section("resources")
-            devices = res.get("devices") or [{"kind": "cpu", "memory_bytes": _free_memory()}]
+            self.cfg.section("resources")
+            devices = self._devices()
             caps.update(
                 sandbox=_sandbox_name(self.provider.executor),
                 models=sorted(self.provider.models),
@@ -242,6 +309,8 @@ class Node:
                 ],
             )
         endpoints = {"ws": self.endpoint, "content": self.endpoint[: -len(JOB_PATH)] + CONTENT_PATH}
+        if self.dht is not None:
+            endpoints["dht"] = "{}:{}".format(*self.dht.address)
         return make_node_info(
             self.sk,
             roles=self.roles,

@@ -261,3 +261,52 @@ async def test_unknown_model_rejected_and_status_and_cancel(
         await job_request(agg.endpoint, generate_secret_key(), "job.status", out.job)
     with pytest.raises(Exception, match="4040"):
         await job_request(agg.endpoint, sk, "job.cancel", "j-doesnotexist")
+
+
+async def test_discovery_through_dht_announcements(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    import asyncio
+
+    from infernet_ref.dht.records import provider_key
+
+    path, model, cid = tiny_model
+    agg = await start(
+        no_nodes,
+        node_config(
+            tmp_path, "agg", roles=["aggregator"], models=[{"cid": cid, "path": str(path)}]
+        ),
+    )
+    assert agg.dht is not None
+    boot = "{}:{}".format(*agg.dht.address)
+    mem = 1 << 30  # announcements carry MiB: the tiny model fits one device
+    provs = []
+    for i in range(2):
+        cfg = node_config(
+            tmp_path,
+            f"p{i}",
+            roles=["provider"],
+            sandbox=SANDBOX,
+            bootstrap=[boot],
+            models=[{"cid": cid, "path": str(path)}],
+            resources={"devices": [{"kind": "cpu", "memory_bytes": mem}]},
+        )
+        provs.append(await start(no_nodes, cfg))
+    async with asyncio.timeout(30):
+        while not all(p.announcer is not None and p.announcer.published for p in provs):
+            await asyncio.sleep(0.05)
+    events = await agg.dht.get(provider_key(cid))
+    assert sorted(e["pubkey"] for e in events) == sorted(p.pubkey for p in provs)
+    out = await submit_job(
+        agg.endpoint,
+        generate_secret_key(),
+        model=cid,
+        prompt_ids=PROMPT,
+        max_new_tokens=NEW,
+        redundancy=2,
+    )
+    assert out.state == "completed", out.error
+    assert out.tokens == hf_greedy(model, PROMPT, NEW)
+    assert sorted(out.providers) == sorted(p.pubkey for p in provs)
+    assert out.verification is not None
+    assert out.verification["verdict"] == "agree"
