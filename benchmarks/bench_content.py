@@ -66,6 +66,38 @@ def _serve_proc(store_dir: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
     asyncio.run(main())
 
 
+def bench_ws_ceiling(size: int) -> None:
+    """The same WebSocket layer moving 1 MiB binary messages with no exchange on top."""
+    from infernet_ref.ws import WebSocket, connect, serve
+
+    payload = pattern(MIB)
+    n = size // MIB
+
+    async def handler(ws: WebSocket) -> None:
+        await ws.recv()
+        for _ in range(n):
+            await ws.send(payload)
+
+    async def run() -> float:
+        srv = await serve(handler, compression=False, max_message_size=4 * MIB)
+        ws = await connect(
+            f"ws://127.0.0.1:{srv.port}/", compression=False, max_message_size=4 * MIB
+        )
+        t = time.perf_counter()
+        await ws.send("go")
+        for _ in range(n):
+            await ws.recv()
+        dt = time.perf_counter() - t
+        await ws.close()
+        await srv.close()
+        return dt
+
+    dt = asyncio.run(run())
+    print(
+        f"[transfer] peer: raw infernet_ref.ws 1 MiB messages, one process: {size / dt / 1e6:7.1f} MB/s"
+    )
+
+
 def bench_transfer(size: int, tmp: Path) -> None:
     from infernet_ref.content.builder import build_file
     from infernet_ref.content.exchange import ExchangeClient
@@ -153,8 +185,11 @@ def bench_memory(gib: float, tmp: Path) -> None:
     q: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
     p = ctx.Process(target=_stream_proc, args=(gib, str(tmp / "mem"), q))
     p.start()
-    before, after, dt, cid = q.get(timeout=3600)
     p.join()
+    if p.exitcode != 0:
+        print(f"[memory] child failed with exit code {p.exitcode}")
+        return
+    before, after, dt, cid = q.get(timeout=10)
     print(
         f"[memory] add {gib:g} GiB generated stream to a store: peak RSS {after / 1024:.0f} MiB "
         f"(before the add {before / 1024:.0f} MiB, +{(after - before) / 1024:.0f} MiB) in {dt:.1f}s "
@@ -177,6 +212,7 @@ def main() -> int:
         if args.only in (None, "cid"):
             bench_cid(args.size_mib * MIB)
         if args.only in (None, "transfer"):
+            bench_ws_ceiling(args.transfer_mib * MIB)
             bench_transfer(args.transfer_mib * MIB, tmp)
         if args.only in (None, "memory"):
             bench_memory(args.stream_gib, tmp)
