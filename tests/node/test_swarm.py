@@ -293,7 +293,7 @@ async def test_discovery_through_dht_announcements(
         )
         provs.append(await start(no_nodes, cfg))
     async with asyncio.timeout(30):
-        while not all(p.announcer is not None and p.announcer.published for p in provs):
+        while not all(p.announcer is not None and p.announcer.published for p in provs):  # noqa: ASYNC110
             await asyncio.sleep(0.05)
     events = await agg.dht.get(provider_key(cid))
     assert sorted(e["pubkey"] for e in events) == sorted(p.pubkey for p in provs)
