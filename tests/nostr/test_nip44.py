@@ -168,3 +168,19 @@ def test_any_bit_flip_is_detected(pos: int, bit: int) -> None:
 def test_lone_surrogate_plaintext_refused() -> None:
     with pytest.raises(Nip44Error, match="surrogate"):
         nip44_encrypt("\ud800", CK)
+
+
+def test_invalid_utf8_plaintext_is_typed_error() -> None:
+    """A payload that authenticates but carries bytes that are not UTF-8 is refused (NIP-44 plaintexts are text)."""
+    from infernet_ref.nostr.nip44 import decrypt_bytes, encrypt_bytes
+
+    raw = encrypt_bytes(b"ok \xff\xfe", CK, bytes(32))
+    assert decrypt_bytes(raw, CK) == b"ok \xff\xfe"
+    with pytest.raises(Nip44DecryptError, match="UTF-8"):
+        nip44_decrypt(base64.b64encode(raw).decode(), CK)
+
+
+@pytest.mark.parametrize("bad", [bytes(31), bytes(33), "00" * 32])
+def test_bad_conversation_key_type(bad: Any) -> None:
+    with pytest.raises(Nip44Error, match="conversation key"):
+        nip44_encrypt("x", bad)
