@@ -1,18 +1,24 @@
-"""spec/vectors/content/ matches the reference, the IPFS JS oracle, and @ipld/dag-pb."""
+"""spec/vectors/content/ matches the reference, the IPFS JS oracle, and @ipld/dag-pb.
+
+`make vectors` (INFERNET_WRITE_VECTORS=1) rewrites the files first.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 from content_streams import gen_stream, oracle
-from content_vectors import BIG, OUT, dagpb_vectors, file_vectors
+from content_vectors import BIG, OUT, dagpb_vectors, file_vectors, write
 
 from infernet_ref.content.builder import cid_for_stream
 from infernet_ref.content.cid import CID, Codec
 from infernet_ref.content.dagpb import decode_node, encode_node
 from infernet_ref.content.errors import DagPbError
 
+if os.environ.get("INFERNET_WRITE_VECTORS"):  # `make vectors`
+    write()
 FILES = json.loads((OUT / "files.json").read_text())
 DAGPB = json.loads((OUT / "dagpb.json").read_text())
 
