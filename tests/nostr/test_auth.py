@@ -148,7 +148,6 @@ def test_normalize_url(a: str, b: str) -> None:
 def test_vectors() -> None:
     """spec/vectors/nostr/auth.json: exchanges a server must accept or refuse (with ``now``)."""
     c = "b" * 64
-    good = auth_response(c, URL, SK, created_at=NOW, tag="endpoint")
     good_relay = sign_event(
         {
             "kind": 22242,
