@@ -14,7 +14,7 @@ from pathlib import Path
 
 from coincurve import PrivateKey, PublicKeyXOnly
 
-from infernet_ref.nostr.errors import KeyFileError, KeyFormatError
+from infernet_ref.nostr.errors import Bech32Error, KeyFileError, KeyFormatError
 
 #: Order of the secp256k1 group (SEC 2 §2.4.1).
 CURVE_ORDER = 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141
@@ -103,7 +103,10 @@ def load_key_file(path: str | os.PathLike[str]) -> bytes:
     except (OSError, UnicodeDecodeError) as exc:
         raise KeyFileError(f"cannot read key file {p}: {exc}") from exc
     if text.startswith("nsec1"):
-        _kind, value = nip19_decode(text)
+        try:
+            _kind, value = nip19_decode(text)
+        except Bech32Error as exc:
+            raise KeyFileError(f"{p} holds a malformed nsec: {exc}") from exc
         assert isinstance(value, bytes)
         return value
     try:
