@@ -198,7 +198,7 @@ def test_undecodable_compressed_data_is_1007() -> None:
 
 
 def test_bfinal_block_accepted() -> None:
-    """RFC 7692 §7.2.3.3: a sender may end a message with a BFINAL block."""
+    """RFC 7692 §7.2.3.4: a sender may end a message with a BFINAL block."""
     _, server = pair(_params(False, False, 15, 15))
     for _ in range(2):
         c = zlib.compressobj(6, zlib.DEFLATED, -15)

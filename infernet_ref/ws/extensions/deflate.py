@@ -214,11 +214,9 @@ class PerMessageDeflate:
                 MESSAGE_TOO_BIG,
             )
         if d.eof:
-            # §7.2.3.3: a block with BFINAL set ends the stream; the next message starts a new one.
-            if d.unused_data not in (b"", _TAIL):
-                raise WebSocketProtocolError(
-                    "peer sent data after the end of a DEFLATE stream", INVALID_DATA
-                )
+            # §7.2.3.4: a block with BFINAL set ends the stream; what follows it (the appended
+            # 00 00 ff ff, the RFC example's padding byte) is not data, and the next message
+            # starts a new stream.
             self._decompressor = self._new_decompressor()
         elif fin and self.params.remote_no_context_takeover:
             self._decompressor = self._new_decompressor()
