@@ -1,0 +1,261 @@
+"""``run_demo``: the scenario of :mod:`.scenario` driven end to end, always cleaned up.
+
+Theory of operation: :func:`run_demo` owns the :class:`Swarm`; whatever happens inside
+:func:`_scenario` (success, a failed step, cancellation by Ctrl-C or SIGTERM) the ``finally``
+clause stops every process the demo started and records in the report how many were left
+(the test asserts zero). The report is plain JSON-ready data; ``ok`` is true only when the job
+completed, both replicas agreed, the output equals the transformers oracle, and — when a fault
+was injected — the aggregator rerouted around the killed provider.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import shutil
+import subprocess
+from typing import Any
+
+from infernet_ref.node.demo.scenario import (
+    BOS,
+    DemoOptions,
+    DemoState,
+    decode_bytes,
+    device_memory,
+    free_ports,
+    new_root,
+    provision,
+    publish_model,
+    reference_tokens,
+    remove_root,
+    write_configs,
+)
+from infernet_ref.node.demo.swarm import NodeProc, Swarm, SwarmError
+
+
+async def run_demo(opts: DemoOptions) -> dict[str, Any]:
+    """Run the whole demo; returns the report (see module docstring)."""
+    root = new_root(opts)
+    state = DemoState(opts, root)
+    swarm = Swarm(root)
+    state.report.update(ok=False, workdir=str(root))
+    try:
+        await _scenario(state, swarm)
+    except asyncio.CancelledError:
+        state.report["error"] = "interrupted"
+        raise
+    except Exception as exc:
+        state.report["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        await asyncio.shield(_cleanup(state, swarm))
+    return state.report
+
+
+async def _cleanup(state: DemoState, swarm: Swarm) -> None:
+    state.step("cleanup", nodes=len(swarm.nodes))
+    await swarm.close()
+    state.report["cleanup"] = {
+        "processes_left": len(swarm.leftovers()),
+        "containers_left": _containers_left(),
+        "workdir_kept": state.opts.keep or state.opts.workdir is not None,
+    }
+    remove_root(state.root, state.opts)
+
+
+def _containers_left() -> int | None:
+    docker = shutil.which("docker")
+    if docker is None:
+        return None
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        done = subprocess.run(
+            [docker, "ps", "-q", "--filter", "label=infernet.worker=1"],
+            capture_output=True,
+            timeout=20,
+            check=False,
+        )
+        if done.returncode == 0:
+            return len(done.stdout.split())
+    return None
+
+
+async def _scenario(state: DemoState, swarm: Swarm) -> None:
+    opts, report = state.opts, state.report
+    if not (opts.model_dir / "config.json").exists():
+        raise SwarmError(f"no model at {opts.model_dir} (run scripts/train_demo_model.py)")
+    prompt_ids = [BOS, *opts.prompt.encode("utf-8")]
+    report["prompt"] = opts.prompt
+    state.step("computing the oracle in the background", oracle="transformers, greedy")
+    oracle = asyncio.ensure_future(
+        asyncio.to_thread(reference_tokens, opts.model_dir, prompt_ids, opts.max_new_tokens)
+    )
+    try:
+        boot = await _start_bootstrap(state, swarm)
+        cid = report["model"]["cid"]
+        nodes = await _provision_and_start(state, swarm, boot, cid, len(prompt_ids))
+        expected = await oracle
+    finally:
+        if not oracle.done():
+            oracle.cancel()
+    report["expected"] = {"ids": expected, "text": decode_bytes(expected)}
+    outcome = await _job(state, swarm, nodes, cid, prompt_ids)
+    _summarize(state, swarm, nodes, outcome, expected)
+
+
+async def _start_bootstrap(state: DemoState, swarm: Swarm) -> NodeProc:
+    ws, dht = free_ports(2)
+    cfg = {
+        "roles": ["client"],
+        "listen": {"ws": f"127.0.0.1:{ws}", "dht": f"127.0.0.1:{dht}"},
+        "log": {"level": "info", "file": "node.log.jsonl"},
+    }
+    boot = swarm.add("boot", "bootstrap", cfg)
+    boot.extra["dht"] = dht
+    cid, size = await asyncio.to_thread(
+        publish_model, state.opts.model_dir, boot.data_dir / "blocks"
+    )
+    state.report["model"] = {"cid": cid, "bytes": size, "path": str(state.opts.model_dir)}
+    state.step("published model in the bootstrap node's block store", cid=cid, bytes=size)
+    await swarm.start_all([boot], state.opts.start_timeout)
+    state.step("bootstrap node up", endpoint=boot.endpoint)
+    return boot
+
+
+async def _provision_and_start(
+    state: DemoState, swarm: Swarm, boot: NodeProc, cid: str, prompt_tokens: int
+) -> dict[str, NodeProc]:
+    content = boot.base_url + "/content"
+    names = ["p1", "p2", "p3", "p4", "p5", "agg"]
+    fetched = await asyncio.gather(*(provision(cid, content, state.root / name) for name in names))
+    paths = {name: path for name, (path, _) in zip(names, fetched, strict=True)}
+    state.report["provisioning"] = {n: stats for n, (_, stats) in zip(names, fetched, strict=True)}
+    state.step(
+        "providers and aggregator fetched the model by CID", source=content, nodes=len(names)
+    )
+    mem = device_memory(state.opts.model_dir, prompt_tokens, state.opts.max_new_tokens)
+    nodes = write_configs(state, swarm, cid, paths, mem)
+    await swarm.start_all(list(nodes.values()), state.opts.start_timeout)
+    state.report["nodes"] = {
+        name: {"role": n.role, "pubkey": n.pubkey, "endpoint": n.endpoint, **n.extra}
+        for name, n in swarm.nodes.items()
+    }
+    state.step("swarm up", providers=5, aggregator=nodes["agg"].endpoint)
+    return nodes
+
+
+async def _job(
+    state: DemoState, swarm: Swarm, nodes: dict[str, NodeProc], cid: str, prompt_ids: list[int]
+) -> Any:
+    from infernet_ref.node.client import submit_job  # noqa: PLC0415
+    from infernet_ref.nostr import generate_secret_key  # noqa: PLC0415
+
+    opts = state.opts
+    by_key = {n.pubkey: n for n in swarm.nodes.values()}
+    fault: dict[str, Any] = {}
+    state.report["fault"] = fault
+
+    async def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "accepted":
+            state.report["plan"] = data.get("plan")
+            state.step("job accepted", plan=_plan_text(data.get("plan"), by_key))
+        elif kind == "tokens":
+            if opts.on_step is not None:
+                opts.on_step(f"           token {data['done']:3d}: {decode_bytes(data['ids'])!r}")
+            if opts.kill and not fault and data["done"] >= opts.kill_after_tokens:
+                victim = _victim(state.report.get("plan"), by_key)
+                swarm.kill(victim)
+                fault.update(killed=victim.name, pubkey=victim.pubkey, after_tokens=data["done"])
+                state.step("killed provider mid-generation", node=victim.name, tokens=data["done"])
+        elif kind == "progress":
+            state.step("progress", state=data.get("state"), note=data.get("note"))
+
+    state.step("client submits the job", redundancy=opts.redundancy, prompt=opts.prompt)
+    outcome = await submit_job(
+        nodes["agg"].endpoint,
+        generate_secret_key(),
+        model=cid,
+        prompt_ids=prompt_ids,
+        max_new_tokens=opts.max_new_tokens,
+        temperature=0.0,
+        redundancy=opts.redundancy,
+        stream=True,
+        timeout=opts.job_timeout,
+        on_event=on_event,
+    )
+    return outcome
+
+
+def _victim(plan: Any, by_key: dict[str, NodeProc]) -> NodeProc:
+    """Replica 0's tensor-parallel stage (else its last stage): the provider to kill."""
+    if not plan or not plan.get("replicas"):
+        raise SwarmError("no plan to pick a victim from")
+    stages = plan["replicas"][0]
+    target = next((s for s in stages if s["shard"]["tp"] > 1), stages[-1])
+    return by_key[target["provider"]]
+
+
+def _plan_text(plan: Any, by_key: dict[str, NodeProc]) -> str:
+    if not plan:
+        return "?"
+    reps = []
+    for rep in plan["replicas"]:
+        parts = [
+            f"{by_key[s['provider']].name if s['provider'] in by_key else s['provider'][:8]}"
+            f"[{s['shard']['layer_start']},{s['shard']['layer_end']}) tp={s['shard']['tp']}"
+            for s in rep
+        ]
+        reps.append(" -> ".join(parts))
+    return f"{plan['strategy']}: " + " | ".join(reps)
+
+
+def _agg_events(agg: NodeProc, names: set[str]) -> list[dict[str, Any]]:
+    path = agg.data_dir / "node.log.jsonl"
+    out = []
+    with contextlib.suppress(OSError):
+        for line in path.read_text(errors="replace").splitlines():
+            with contextlib.suppress(ValueError):
+                ev = json.loads(line)
+                if ev.get("event") in names:
+                    out.append(ev)
+    return out
+
+
+def _summarize(
+    state: DemoState, swarm: Swarm, nodes: dict[str, NodeProc], outcome: Any, expected: list[int]
+) -> None:
+    report, opts = state.report, state.opts
+    by_key = {n.pubkey: n.name for n in swarm.nodes.values()}
+    out = outcome.to_dict()
+    report["job"] = out
+    report["output"] = {"ids": outcome.tokens, "text": decode_bytes(outcome.tokens)}
+    report["plan_text"] = _plan_text(outcome.plan, {k: swarm.nodes[v] for k, v in by_key.items()})
+    report["providers_used"] = sorted(by_key.get(k, k[:12]) for k in outcome.providers)
+    events = _agg_events(nodes["agg"], {"driver.stage_failed", "driver.reroute"})
+    report["recovery"] = [
+        {
+            k: (by_key.get(v, v) if k in ("to", "provider") else v)
+            for k, v in ev.items()
+            if k not in ("ts", "level", "node")
+        }
+        for ev in events
+    ]
+    verification = outcome.verification or {}
+    checks = {
+        "completed": outcome.state == "completed",
+        "hash_ok": outcome.hash_ok is True,
+        "replicas_agree": verification.get("verdict") == "agree" or opts.redundancy == 1,
+        "matches_oracle": outcome.tokens == expected,
+        "recovered": (not opts.kill) or (bool(report["fault"]) and outcome.reroutes >= 1),
+    }
+    report["checks"] = checks
+    report["ok"] = all(checks.values())
+    state.step(
+        "job finished",
+        state=outcome.state,
+        reroutes=outcome.reroutes,
+        verdict=verification.get("verdict"),
+        ok=report["ok"],
+    )
+
+
+__all__ = ["DemoOptions", "run_demo"]
