@@ -41,7 +41,7 @@ from infernet_ref.nostr.keys import (
     public_key,
     save_key_file,
 )
-from infernet_ref.nostr.kinds import Kind, check_kind_rules, verify_infernet_event
+from infernet_ref.nostr.kinds import Kind, check_kind_rules, supersedes, verify_infernet_event
 from infernet_ref.nostr.nip19 import (
     AddressPointer,
     EventPointer,
@@ -111,6 +111,7 @@ __all__ = [
     "schnorr_verify",
     "serialize_event",
     "sign_event",
+    "supersedes",
     "verify_event",
     "verify_infernet_event",
 ]

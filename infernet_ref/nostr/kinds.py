@@ -104,3 +104,25 @@ def verify_infernet_event(event: Any) -> bool:
     except EventError:
         return False
     return True
+
+
+def is_addressable(kind: int) -> bool:
+    """NIP-01 §Kinds: 30000 <= kind < 40000 is addressable (one event per kind, pubkey, d tag)."""
+    return 30000 <= kind < 40000
+
+
+def address(event: dict[str, Any]) -> tuple[int, str, str]:
+    """The (kind, pubkey, d) coordinate of an addressable event (a missing d tag counts as "")."""
+    d = next((t[1] for t in event["tags"] if len(t) >= 2 and t[0] == "d"), "")
+    return event["kind"], event["pubkey"], d
+
+
+def supersedes(new: dict[str, Any], old: dict[str, Any]) -> bool:
+    """True if ``new`` replaces ``old`` at the same address (spec/nostr.md rule 11, NIP-01).
+
+    The greater ``created_at`` wins; on a tie the lower id wins. Events at different addresses, or
+    not addressable, never supersede each other.
+    """
+    if not is_addressable(new["kind"]) or address(new) != address(old):
+        return False
+    return (new["created_at"], old["id"]) > (old["created_at"], new["id"])

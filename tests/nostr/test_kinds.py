@@ -167,3 +167,28 @@ def test_schema_examples_are_valid_infernet_events() -> None:
         assert example["kind"] == kind
         assert verify_infernet_event(example)
         validate_data(example, "nostr-kinds", pointer=f"/$defs/{name}")
+
+
+def test_addressable_supersedes() -> None:
+    from infernet_ref.nostr.kinds import address, supersedes
+
+    tags = [["d", CID], ["endpoint", "ws://h:1/x"]]
+    old = make(Kind.CONTENT_PROVIDER, tags)
+    newer = sign_event(
+        {"kind": 38201, "created_at": old["created_at"] + 1, "tags": tags, "content": ""}, SK
+    )
+    assert address(old) == (38201, PK, CID)
+    assert supersedes(newer, old)
+    assert not supersedes(old, newer)
+    tie = sign_event(
+        {"kind": 38201, "created_at": old["created_at"], "tags": tags, "content": "x"}, SK
+    )
+    assert supersedes(tie, old) is (tie["id"] < old["id"])
+    assert supersedes(old, tie) is (old["id"] < tie["id"])
+    other_d = sign_event(
+        {"kind": 38201, "created_at": old["created_at"] + 5, "tags": [["d", "x"]], "content": ""},
+        SK,
+    )
+    assert not supersedes(other_d, old)
+    receipt = make(Kind.JOB_RECEIPT, *GOOD[Kind.JOB_RECEIPT])
+    assert not supersedes(receipt, receipt)
