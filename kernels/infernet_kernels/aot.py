@@ -163,8 +163,37 @@ def compile_variant(variant: Variant, arch: int) -> tuple[int, int, int]:
     return regs, spills, int(compiled.metadata.shared)
 
 
+def _row(arch: int, dtype: str, v: Variant, text: str) -> str:
+    return f"{arch:>4} {dtype:>5} {v.kernel:<16} {v.label:<22} {text}"
+
+
+def run(archs: list[int], dtypes: list[str], only: list[str], fail_on_spill: bool) -> int:
+    """Compile the selected variants, print one table row each; 1 if any failed (or spilled)."""
+    # A private cache: every variant really compiles, so ptxas reports its resources.
+    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="infernet-aot-")
+    failures = 0
+    print(
+        f"{'arch':>4} {'dtype':>5} {'kernel':<16} {'variant':<22} {'regs':>4} {'spill':>5} {'smem':>6}"
+    )
+    for arch in archs:
+        for dtype in dtypes:
+            for v in variants(dtype):
+                key = f"{dtype}:{v.kernel}:{v.label}"
+                if only and not any(pattern in key for pattern in only):
+                    continue
+                try:
+                    regs, spills, smem = compile_variant(v, arch)
+                except Exception as exc:  # report every failing variant, then fail
+                    failures += 1
+                    print(_row(arch, dtype, v, f"FAILED: {exc!r}"[:400]))
+                    continue
+                print(_row(arch, dtype, v, f"{regs:>4} {spills:>5} {smem:>6}"))
+                failures += int(fail_on_spill and spills > 0)
+    return 1 if failures else 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Compile every variant for each ``--arch`` and ``--dtype``; print a resource table."""
+    """Command line: ``python -m infernet_kernels.aot [--arch N]... [--dtype D]... [--only P]...``."""
     parser = argparse.ArgumentParser(prog="python -m infernet_kernels.aot", description=__doc__)
     parser.add_argument("--arch", type=int, action="append", help="SM version, e.g. 90 or 80")
     parser.add_argument("--dtype", action="append", choices=_DTYPES)
@@ -174,34 +203,14 @@ def main(argv: list[str] | None = None) -> int:
         default=[],
         help="compile only variants whose 'dtype:kernel:label' contains this (repeatable)",
     )
+    parser.add_argument(
+        "--fail-on-spill", action="store_true", help="exit 1 when a variant spills registers"
+    )
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "0") not in {"", "0"}:
         print("unset TRITON_INTERPRET: the AOT check compiles the real kernels", file=sys.stderr)
         return 2
-    # A private cache: every variant really compiles, so ptxas reports its resources.
-    os.environ["TRITON_CACHE_DIR"] = tempfile.mkdtemp(prefix="infernet-aot-")
-    failures = 0
-    print(
-        f"{'arch':>4} {'dtype':>5} {'kernel':<16} {'variant':<22} {'regs':>4} {'spill':>5} {'smem':>6}"
-    )
-    for arch in args.arch or [90]:
-        for dtype in args.dtype or list(_DTYPES):
-            for v in variants(dtype):
-                key = f"{dtype}:{v.kernel}:{v.label}"
-                if args.only and not any(pattern in key for pattern in args.only):
-                    continue
-                try:
-                    regs, spills, smem = compile_variant(v, arch)
-                except Exception as exc:  # report every failing variant, then fail
-                    failures += 1
-                    print(
-                        f"{arch:>4} {dtype:>5} {v.kernel:<16} {v.label:<22} FAILED: {exc!r}"[:400]
-                    )
-                    continue
-                print(
-                    f"{arch:>4} {dtype:>5} {v.kernel:<16} {v.label:<22} {regs:>4} {spills:>5} {smem:>6}"
-                )
-    return 1 if failures else 0
+    return run(args.arch or [90], args.dtype or list(_DTYPES), args.only, args.fail_on_spill)
 
 
 if __name__ == "__main__":
