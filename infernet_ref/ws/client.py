@@ -89,6 +89,7 @@ class connect:
         origin: str | None = None,
         extra_headers: Sequence[tuple[str, str]] = (),
         max_queue: int = 16,
+        max_queue_bytes: int = 32 * 1024 * 1024,
         write_limit: int = 64 * 1024,
         open_timeout: float = 10.0,
         ping_interval: float | None = 20.0,
@@ -129,6 +130,7 @@ class connect:
         }
         self._kw = {
             "max_queue": max_queue,
+            "max_queue_bytes": max_queue_bytes,
             "write_limit": write_limit,
             "ping_interval": ping_interval,
             "ping_timeout": ping_timeout,

@@ -3,9 +3,9 @@
 Theory of operation. :class:`WebSocket` *is* the ``asyncio.Protocol`` (one object per
 connection, no extra hop per message). ``data_received`` feeds the core and writes its automatic
 replies at once; complete messages go to a ``deque`` and wake the one pending ``recv()`` through
-a plain future. Reading pauses when ``max_queue`` messages wait unread and when the transport's
-write buffer is above its high-water mark (so a peer that floods pings without reading cannot
-grow our buffers), and resumes below the low-water marks. ``send()`` writes each frame with one
+a plain future. Reading pauses when ``max_queue`` messages (or ``max_queue_bytes``) wait
+unread and when the transport's write buffer is above its high-water mark (so a peer that
+floods pings without reading cannot grow our buffers), and resumes below the low-water marks. ``send()`` writes each frame with one
 ``transport.write`` and awaits drain only when the transport asked to pause. Timers (keepalive
 ping/pong, close timeout) are ``loop.call_later`` handles owned here, never in the core.
 
@@ -44,6 +44,7 @@ class WebSocket(asyncio.Protocol):
         self,
         *,
         max_queue: int = 16,
+        max_queue_bytes: int = 32 * 1024 * 1024,
         write_limit: int = 64 * 1024,
         ping_interval: float | None = 20.0,
         ping_timeout: float | None = 20.0,
@@ -51,6 +52,8 @@ class WebSocket(asyncio.Protocol):
     ) -> None:
         self._loop = asyncio.get_running_loop()
         self._max_queue = max_queue
+        self._max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
         self._write_limit = write_limit
         self.ping_interval = ping_interval
         self.ping_timeout = ping_timeout
@@ -132,7 +135,10 @@ class WebSocket(asyncio.Protocol):
             waiter.set_result(data)
             return
         self._messages.append(data)
-        if len(self._messages) >= self._max_queue and not self._queue_paused:
+        self._queued_bytes += len(data)
+        if not self._queue_paused and (
+            len(self._messages) >= self._max_queue or self._queued_bytes >= self._max_queue_bytes
+        ):
             self._queue_paused = True
             self._update_reading()
 
@@ -271,7 +277,12 @@ class WebSocket(asyncio.Protocol):
         """
         if self._messages:
             data = self._messages.popleft()
-            if self._queue_paused and len(self._messages) <= self._max_queue // 4:
+            self._queued_bytes -= len(data)
+            if (
+                self._queue_paused
+                and len(self._messages) <= self._max_queue // 4
+                and self._queued_bytes <= self._max_queue_bytes // 4
+            ):
                 self._queue_paused = False
                 self._update_reading()
             return data

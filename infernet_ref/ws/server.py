@@ -40,6 +40,7 @@ class ServerConnection(WebSocket):
         o = server.options
         super().__init__(
             max_queue=o["max_queue"],
+            max_queue_bytes=o["max_queue_bytes"],
             write_limit=o["write_limit"],
             ping_interval=o["ping_interval"],
             ping_timeout=o["ping_timeout"],
@@ -230,6 +231,7 @@ def serve(
     http_handler: HttpHandler | None = None,
     origins: OriginPolicy = None,
     max_queue: int = 16,
+    max_queue_bytes: int = 32 * 1024 * 1024,
     write_limit: int = 64 * 1024,
     open_timeout: float = 10.0,
     ping_interval: float | None = 20.0,
@@ -251,6 +253,7 @@ def serve(
         "http_handler": http_handler,
         "origins": origins,
         "max_queue": max_queue,
+        "max_queue_bytes": max_queue_bytes,
         "write_limit": write_limit,
         "open_timeout": open_timeout,
         "ping_interval": ping_interval,

@@ -186,7 +186,12 @@ async def test_graceful_shutdown_closes_with_1001() -> None:
         await ws.connect(f"ws://127.0.0.1:{server.port}/", open_timeout=2)
 
 
-async def test_backpressure_bounds_buffers() -> None:
+@pytest.mark.parametrize(
+    "limits",
+    [{"max_queue": 4}, {"max_queue": 10_000, "max_queue_bytes": 256 * 1024}],
+    ids=["count", "bytes"],
+)
+async def test_backpressure_bounds_buffers(limits: dict[str, int]) -> None:
     release = asyncio.Event()
     received: list[int] = []
 
@@ -195,7 +200,7 @@ async def test_backpressure_bounds_buffers() -> None:
         async for message in conn:
             received.append(len(message))
 
-    async with await ws.serve(slow, max_queue=4, compression=False) as server:
+    async with await ws.serve(slow, compression=False, **limits) as server:
         c = await ws.connect(f"ws://127.0.0.1:{server.port}/", compression=False, write_limit=16384)
         chunk = b"x" * 65536
         sent = 0
@@ -207,9 +212,18 @@ async def test_backpressure_bounds_buffers() -> None:
                 sent += 1
 
         task = asyncio.ensure_future(pump())
-        await asyncio.sleep(0.5)
+        (conn,) = server.connections
+        for _ in range(100):  # wait until the server has stopped reading
+            await asyncio.sleep(0.05)
+            assert conn._transport is not None
+            if not conn._transport.is_reading():
+                break
+        await asyncio.sleep(0.3)
         assert not task.done()  # the sender is blocked on drain
         assert sent < 400
+        # The server holds at most its limits plus the message that crossed them.
+        assert len(conn._messages) <= limits["max_queue"]
+        assert conn._queued_bytes <= limits.get("max_queue_bytes", 1 << 40) + len(chunk)
         release.set()
         await asyncio.wait_for(task, 30)
         await c.close()
