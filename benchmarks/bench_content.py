@@ -23,8 +23,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MIB = 1 << 20
+GIB = 1 << 30
 
 
 def pattern(n: int) -> bytes:
@@ -98,6 +100,24 @@ def bench_ws_ceiling(size: int) -> None:
     )
 
 
+def _cpu_meter(procs: list[Any]) -> Any:
+    """CPU seconds used from now by this process and by the provider processes."""
+    import psutil
+
+    servers = [psutil.Process(p.pid) for p in procs]
+
+    def total() -> tuple[float, float]:
+        return time.process_time(), sum(sum(s.cpu_times()[:2]) for s in servers)
+
+    c0, s0 = total()
+
+    def done() -> tuple[float, float]:
+        c1, s1 = total()
+        return c1 - c0, s1 - s0
+
+    return done
+
+
 def bench_transfer(size: int, tmp: Path) -> None:
     from infernet_ref.content.builder import build_file
     from infernet_ref.content.exchange import ExchangeClient
@@ -132,14 +152,21 @@ def bench_transfer(size: int, tmp: Path) -> None:
                     await _walk_network(c, root)
                     return time.perf_counter() - t
 
+            cpu = _cpu_meter(procs[:n])
             dt = asyncio.run(run())
+            client_s, servers_s = cpu()
             print(
                 f"[transfer] {n} provider(s) -> block store: {size / MIB:.0f} MiB in {dt:.2f}s = "
-                f"{size / dt / 1e6:7.1f} MB/s (goal 500 MB/s)"
+                f"{size / dt / 1e6:7.1f} MB/s (goal 500 MB/s); CPU s/GiB: client "
+                f"{client_s * GIB / size:.2f}, servers {servers_s * GIB / size:.2f}"
             )
+            cpu = _cpu_meter(procs[:n])
             dt = asyncio.run(run_mem())
+            client_s, servers_s = cpu()
+            ceiling = min(size / client_s, n * size / servers_s) / 1e6
             print(
-                f"[transfer] {n} provider(s) -> memory (verified, not stored): {size / dt / 1e6:7.1f} MB/s"
+                f"[transfer] {n} provider(s) -> memory (verified, not stored): {size / dt / 1e6:7.1f} MB/s; "
+                f"CPU-bound ceiling with a dedicated core per process: {ceiling:.0f} MB/s"
             )
             dst.close()
             shutil.rmtree(dst_dir)
