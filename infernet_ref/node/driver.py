@@ -220,7 +220,7 @@ class ReplicaDriver:
         import torch  # noqa: PLC0415
 
         from infernet_ref.runtime.frames import ActivationFrame, decode_frame, encode_frame  # noqa: PLC0415
-        from infernet_ref.runtime.sampling import SamplingParams, make_generator, sample  # noqa: PLC0415
+        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
 
         sp = self.spec
         params = SamplingParams(
@@ -247,8 +247,10 @@ class ReplicaDriver:
                     links[-1].placement.provider.pubkey,
                     f"last stage answered {logits.kind}",
                 )
-            gen, _ = make_generator(position_seed(sp.seed, len(self.tokens)))
-            token = int(sample(logits.tensor.unsqueeze(0), [params], [gen])[0])
+            # the runtime seeds output index t with position_seed(seed, t) (spec/job.md §Determinism)
+            token = int(
+                sample(logits.tensor.unsqueeze(0), [params], [sp.seed], [len(self.tokens)])[0]
+            )
             self.hop_seconds.append(time.perf_counter() - t0)
             pos += len(ids)
             step += 1
