@@ -173,9 +173,9 @@ class ExchangeClient:
     async def get_block(self, cid: CID | str, priority: int = 1) -> bytes:
         """The verified bytes of ``cid`` (from the store if present, else from a provider)."""
         c = parse_cid(cid).to_v1()
-        if self.store is not None and self.store.has(c):
-            with contextlib.suppress(ContentError):
-                return self.store.get(c)
+        local = self._local(c)
+        if local is not None:
+            return local
         hit = self._cache.get(c)
         if hit is not None:
             self._cache.move_to_end(c)
@@ -188,6 +188,17 @@ class ExchangeClient:
             heapq.heappush(self._queue, (-priority, next(self._seq), c))
             self._pump()
         return await asyncio.shield(req.future)
+
+    def _local(self, c: CID) -> bytes | None:
+        """The block from the store; a corrupt or missing stored copy is dropped (refetched)."""
+        if self.store is None or not self.store.has(c):
+            return None
+        try:
+            return self.store.get(c)
+        except ContentError as exc:
+            log.warning("dropping bad stored copy of %s: %s", c, exc)
+            self.store.delete(c)
+            return None
 
     def cancel(self, cids: list[CID]) -> None:
         """Give up on ``cids``: fail their waiters and send content.cancel to their providers."""
@@ -384,8 +395,9 @@ class ExchangeClient:
 
         async def visit(cid: CID, tg: asyncio.TaskGroup) -> None:
             async with sem:
-                if store.has(cid):
-                    block = store.get(cid)
+                local = self._local(cid)
+                if local is not None:
+                    block = local
                     self.stats.blocks_local += 1
                 else:
                     mine.add(cid)
