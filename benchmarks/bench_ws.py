@@ -164,9 +164,11 @@ def main() -> None:
     parser.add_argument(
         "--compression", action="store_true", help="also run with permessage-deflate on"
     )
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="message sizes, bytes")
     args = parser.parse_args()
     from infernet_ref.ws.loop import uvloop_available
 
+    SIZES[:] = [int(x) for x in args.sizes.split(",")]
     loops = [lp for lp in args.loops.split(",") if lp != "uvloop" or uvloop_available()]
     print("note: shared machine; figures are noisy — compare ratios within one run")
     if not args.micro:

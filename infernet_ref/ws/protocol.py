@@ -4,9 +4,10 @@ Theory of operation. :class:`WebSocket` *is* the ``asyncio.Protocol`` (one objec
 connection, no extra hop per message). ``data_received`` feeds the core and writes its automatic
 replies at once; complete messages go to a ``deque`` and wake the one pending ``recv()`` through
 a plain future. Reading pauses when ``max_queue`` messages (or ``max_queue_bytes``) wait
-unread and when the transport's write buffer is above its high-water mark (so a peer that
-floods pings without reading cannot grow our buffers), and resumes below the low-water marks. ``send()`` writes each frame with one
-``transport.write`` and awaits drain only when the transport asked to pause. Timers (keepalive
+unread, and when automatic replies (pongs) meet a write buffer above its high-water mark (so
+a peer that floods pings without reading cannot grow our buffers); it resumes below the
+low-water marks. ``send()`` writes each frame with one ``transport.write`` (two for a large
+unmasked payload, to avoid copying it) and awaits drain only when the transport asked to pause. Timers (keepalive
 ping/pong, close timeout) are ``loop.call_later`` handles owned here, never in the core.
 
 Closing (RFC 6455 §7.1): the server closes TCP first once both close frames crossed; a client
@@ -64,6 +65,7 @@ class WebSocket(asyncio.Protocol):
         self._recv_waiter: asyncio.Future[str | bytes] | None = None
         self._queue_paused = False
         self._write_paused = False
+        self._reply_paused = False  # reading paused because pongs cannot be written out
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._fragmenting: asyncio.Future[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
@@ -115,6 +117,10 @@ class WebSocket(asyncio.Protocol):
         out = conn.data_to_send()
         if out:
             self._transport.write(out)
+            if self._write_paused and not self._reply_paused:
+                # Our automatic replies (pongs) pile up: the peer sends without reading.
+                self._reply_paused = True
+                self._update_reading()
         for ev in events:
             if type(ev) is Message:
                 self._deliver(ev.data)
@@ -146,7 +152,7 @@ class WebSocket(asyncio.Protocol):
         t = self._transport
         if t is None or t.is_closing():
             return
-        if self._queue_paused or self._write_paused:
+        if self._queue_paused or self._reply_paused:
             if t.is_reading():
                 t.pause_reading()
         elif not t.is_reading():
@@ -154,11 +160,12 @@ class WebSocket(asyncio.Protocol):
 
     def pause_writing(self) -> None:
         self._write_paused = True
-        self._update_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
-        self._update_reading()
+        if self._reply_paused:
+            self._reply_paused = False
+            self._update_reading()
         waiters, self._drain_waiters = self._drain_waiters, []
         for w in waiters:
             if not w.done():
@@ -231,7 +238,7 @@ class WebSocket(asyncio.Protocol):
         assert t is not None
         if t.can_write_eof():
             t.write_eof()
-        self._queue_paused = self._write_paused = False
+        self._queue_paused = self._reply_paused = False
         self._update_reading()
         self._arm_close_timer(t.abort)
         waiter = self._recv_waiter
