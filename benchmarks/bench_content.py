@@ -163,7 +163,7 @@ def bench_transfer(size: int, tmp: Path) -> None:
             cpu = _cpu_meter(procs[:n])
             dt = asyncio.run(run_mem())
             client_s, servers_s = cpu()
-            ceiling = min(size / client_s, n * size / servers_s) / 1e6
+            ceiling = min(size / max(client_s, 1e-9), n * size / max(servers_s, 1e-9)) / 1e6
             print(
                 f"[transfer] {n} provider(s) -> memory (verified, not stored): {size / dt / 1e6:7.1f} MB/s; "
                 f"CPU-bound ceiling with a dedicated core per process: {ceiling:.0f} MB/s"
