@@ -6,14 +6,15 @@ prefill forward per admitted prompt and sampling its first token; then it runs o
 forward over every sequence that was already running, so sequences join and leave the batch at
 token granularity (continuous batching). When a running sequence needs a new block and none is
 free, the youngest running sequence is preempted: its blocks are freed and it goes back to the
-front of the queue to be recomputed from prompt + tokens so far (its generator keeps its state,
-so the output is unchanged). A request finishes on ``max_tokens``, a stop token, EOS, or the
+front of the queue to be recomputed from prompt + tokens so far (sampling is seeded per output
+index, so the output is unchanged). A request finishes on ``max_tokens``, a stop token, EOS, or the
 end of the context. Logits that are not finite raise :class:`NumericalError`.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -32,7 +33,7 @@ from infernet_ref.runtime.kv_cache import (
     measure_free_memory,
 )
 from infernet_ref.runtime.model import Batch, Transformer
-from infernet_ref.runtime.sampling import SamplingParams, make_generator, sample
+from infernet_ref.runtime.sampling import SamplingParams, resolve_seed, sample
 
 TokenSync = Callable[[torch.Tensor], torch.Tensor]
 
@@ -42,7 +43,6 @@ class Request:
     id: int
     prompt: list[int]
     params: SamplingParams
-    generator: torch.Generator
     seed: int
     output: list[int] = field(default_factory=list)
     finish_reason: str | None = None
@@ -92,7 +92,8 @@ def make_batch(
 
 
 def check_finite(x: torch.Tensor, what: str) -> None:
-    if not bool(torch.isfinite(x).all()):
+    """Raise NumericalError when ``x`` holds NaN or Inf (one reduction: NaN/Inf propagate)."""
+    if not math.isfinite(float(x.float().sum())):
         raise NumericalError(f"{what} contain NaN or Inf")
 
 
@@ -167,6 +168,7 @@ class Engine:
         self.stats = Stats()
         self._ids = itertools.count()
         self.eos = set(cfg.eos_token_ids)
+        self._generator = torch.Generator(device=self.device)
 
     def add_request(self, prompt: Sequence[int], params: SamplingParams) -> int:
         """Queue a prompt; checks it against the vocabulary, context and cache first."""
@@ -184,8 +186,7 @@ class Engine:
             )
         if not self.blocks.fits_ever(total):
             raise OutOfKVBlocks(f"{total} tokens can never fit in {self.blocks.num_blocks} blocks")
-        gen, seed = make_generator(params.seed, self.device)
-        req = Request(next(self._ids), ids, params, gen, seed)
+        req = Request(next(self._ids), ids, params, resolve_seed(params.seed))
         self.waiting.append(req)
         return req.id
 
@@ -204,7 +205,13 @@ class Engine:
 
     def _sample(self, logits: torch.Tensor, reqs: Sequence[Request]) -> list[int]:
         check_finite(logits, "logits")
-        tokens = sample(logits, [r.params for r in reqs], [r.generator for r in reqs])
+        tokens = sample(
+            logits,
+            [r.params for r in reqs],
+            [r.seed for r in reqs],
+            [len(r.output) for r in reqs],
+            self._generator,
+        )
         if self.token_sync is not None:
             tokens = self.token_sync(tokens)
         out: list[int] = tokens.tolist()
@@ -241,13 +248,17 @@ class Engine:
         return True
 
     def _decode(self, reqs: list[Request]) -> None:
-        for req in list(reqs):
-            if req in self.running and not self._preempt_for(req):
+        slot_of: dict[int, int] = {}
+        for req in reqs:  # grow one at a time so that each check sees the blocks taken so far
+            if req not in self.running:
+                continue  # preempted to make room for an earlier one
+            if not self._preempt_for(req):
                 raise OutOfKVBlocks(f"request {req.id} cannot grow: the cache is exhausted")
+            slot_of[req.id] = self.blocks.append(req.id)[0]
         reqs = [r for r in reqs if r in self.running]
         if not reqs:
             return
-        slots = [self.blocks.append(r.id)[0] for r in reqs]
+        slots = [slot_of[r.id] for r in reqs]
         lengths = [self.blocks.length(r.id) for r in reqs]
         batch = make_batch(
             [[n - 1] for n in lengths],

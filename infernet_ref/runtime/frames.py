@@ -8,8 +8,8 @@ strings::
     hidden_states  F32/F16/BF16 (T, C)      between stages
     logits         F32 (V,)                 out of the last stage: the last token's logits
 
-``session`` names the sequence whose KV cache the stage extends (1..128 printable ASCII
-characters), ``position`` is the absolute position of the first of the ``T`` tokens as a
+``session`` names the sequence whose KV cache the stage extends (spec/job.md ``SessionId``:
+1..64 characters of ``[A-Za-z0-9_-]``), ``position`` is the absolute position of the first of the ``T`` tokens as a
 decimal string. :func:`decode_frame` accepts nothing else and raises only :class:`FrameError`.
 """
 
@@ -26,7 +26,7 @@ from infernet_ref.runtime.safetensors_io import decode_tensors, encode_tensors
 FRAME_FORMAT = "infernet.activation.v1"
 DEFAULT_MAX_FRAME_BYTES = 64 << 20
 KINDS = ("input_ids", "hidden_states", "logits")
-_SESSION = re.compile(r"[\x21-\x7e]{1,128}")
+_SESSION = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _POSITION = re.compile(r"0|[1-9][0-9]{0,9}")
 WIRE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -74,7 +74,7 @@ def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_FRAME_BYTES) -> Act
             f"frame metadata must be exactly format/session/position, got {sorted(meta)}"
         )
     if not _SESSION.fullmatch(meta["session"]):
-        raise FrameError("frame session must be 1..128 printable ASCII characters")
+        raise FrameError("frame session must be 1..64 characters of [A-Za-z0-9_-]")
     if not _POSITION.fullmatch(meta["position"]):
         raise FrameError(f"frame position {meta['position'][:20]!r} is not a decimal integer")
     if len(tensors) != 1 or next(iter(tensors)) not in KINDS:

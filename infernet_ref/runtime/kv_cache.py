@@ -53,8 +53,8 @@ class BlockManager:
     def fits_ever(self, num_tokens: int) -> bool:
         return self.blocks_for(num_tokens) <= self.num_blocks - self.watermark_blocks
 
-    def allocate(self, seq: Hashable, num_tokens: int) -> list[int]:
-        """Reserve the first ``num_tokens`` slots of a new sequence; returns their slots."""
+    def reserve(self, seq: Hashable, num_tokens: int) -> None:
+        """Give a new, empty sequence the blocks for ``num_tokens`` tokens up front."""
         if seq in self._tables:
             raise RequestError(f"sequence {seq!r} already holds KV blocks")
         need = self.blocks_for(num_tokens)
@@ -62,6 +62,10 @@ class BlockManager:
             raise OutOfKVBlocks(f"{num_tokens} tokens need {need} blocks, {len(self._free)} free")
         self._tables[seq] = [self._free.pop() for _ in range(need)]
         self._lengths[seq] = 0
+
+    def allocate(self, seq: Hashable, num_tokens: int) -> list[int]:
+        """Reserve the first ``num_tokens`` slots of a new sequence; returns their slots."""
+        self.reserve(seq, num_tokens)
         return self.append(seq, num_tokens)
 
     def can_append(self, seq: Hashable, num_tokens: int = 1) -> bool:
@@ -69,10 +73,16 @@ class BlockManager:
         extra = self.blocks_for(length + num_tokens) - len(self._tables[seq])
         return extra <= len(self._free)
 
+    def extra_blocks(self, seq: Hashable, num_tokens: int) -> int:
+        """Blocks ``seq`` (new when unknown) needs to grow by ``num_tokens``."""
+        if seq not in self._tables:
+            return self.blocks_for(num_tokens)
+        return max(0, self.blocks_for(self._lengths[seq] + num_tokens) - len(self._tables[seq]))
+
     def append(self, seq: Hashable, num_tokens: int = 1) -> list[int]:
         """Reserve ``num_tokens`` more slots at the end of ``seq``; returns their slots."""
         table, start = self._tables[seq], self._lengths[seq]
-        extra = self.blocks_for(start + num_tokens) - len(table)
+        extra = max(0, self.blocks_for(start + num_tokens) - len(table))
         if extra > len(self._free):
             raise OutOfKVBlocks(
                 f"sequence {seq!r} needs {extra} more blocks, {len(self._free)} free"

@@ -101,6 +101,20 @@ class Embedding(nn.Module):
         return F.embedding(ids, self.weight)
 
 
+@dataclass(slots=True)
+class Step:
+    """Per-forward tensors shared by every layer, built once by :meth:`Transformer.forward`."""
+
+    batch: Batch
+    seqs: int  # S
+    tokens: int  # T (new tokens per sequence)
+    triton: bool  # CUDA tensors and infernet_kernels available
+    cos: torch.Tensor  # (N, D/2) for the rotary kernel, or (N, 1, D) cos|cos on the CPU path
+    sin: torch.Tensor  # (N, D/2), or (N, 1, D) -sin|sin on the CPU path
+    gather: torch.Tensor | None  # (S, L) int64: cache slot of every context token
+    mask: torch.Tensor | None  # (S, 1, T, L) bool, None when every key is visible
+
+
 class Attention(nn.Module):
     qkv_weight: torch.Tensor  # (q + 2 kv, C): q_proj, k_proj, v_proj rows
     qkv_bias: torch.Tensor | None
@@ -122,65 +136,50 @@ class Attention(nn.Module):
         self.register_buffer("qkv_bias", bias, persistent=False)
         self.o_proj: nn.Module = Linear(q, cfg.hidden_size, cfg.o_bias, dtype, device)
 
-    def forward(
-        self, x: torch.Tensor, batch: Batch, cache: KVCache, cos: torch.Tensor, sin: torch.Tensor
-    ) -> torch.Tensor:
-        s, t, _ = x.shape  # (S, T, C)
+    def forward(self, x: torch.Tensor, step: Step, cache: KVCache) -> torch.Tensor:
+        n = x.shape[0]  # x (N, C), N = S*T
         h, hkv, d = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # (S, T, (H + 2 Hkv) D)
-        q, k, v = torch.split(qkv, self.split, dim=-1)
-        q, k = ops.rotary_embedding(
-            q.reshape(s * t, h, d), k.reshape(s * t, hkv, d), cos, sin
-        )  # (S*T, H, D), (S*T, Hkv, D)
-        v = v.reshape(s * t, hkv, d)
+        qkv = F.linear(x, self.qkv_weight, self.qkv_bias)  # (N, (H + 2 Hkv) D)
+        if step.triton:
+            q, k, v = torch.split(qkv, self.split, dim=-1)
+            q, k = ops.rotary_embedding(q.view(n, h, d), k.view(n, hkv, d), step.cos, step.sin)
+        else:  # rotate q and k heads together: one pass instead of two
+            qk = ops.rope_rotate_half(
+                qkv[:, : (h + hkv) * d].view(n, h + hkv, d), step.cos, step.sin
+            )
+            q, k = qk[:, :h], qk[:, h:]  # (N, H, D), (N, Hkv, D)
+            v = qkv[:, (h + hkv) * d :]
+        v = v.reshape(n, hkv, d)
         k_cache, v_cache = cache
-        k_cache.view(-1, hkv, d).index_copy_(0, batch.slots, k)
-        v_cache.view(-1, hkv, d).index_copy_(0, batch.slots, v)
-        if t == 1:
+        k_cache.view(-1, hkv, d).index_copy_(0, step.batch.slots, k)
+        v_cache.view(-1, hkv, d).index_copy_(0, step.batch.slots, v)
+        s, t = step.seqs, step.tokens
+        if step.triton and t == 1:
+            b = step.batch
             out = ops.paged_attention_decode(
-                q,
-                k_cache,
-                v_cache,
-                batch.block_tables,
-                batch.context_lens,
-                self.scale,
-                max_context=batch.max_context,
+                q, k_cache, v_cache, b.block_tables, b.context_lens, self.scale
             )  # (S, H, D)
-        elif batch.from_start:
+        elif step.gather is None:  # fresh prefill: causal attention over the new tokens only
             out = F.scaled_dot_product_attention(
-                q.view(s, t, h, d).transpose(1, 2),  # (S, H, T, D)
-                k.view(s, t, hkv, d).transpose(1, 2),  # (S, Hkv, T, D)
+                q.reshape(s, t, h, d).transpose(1, 2),  # (S, H, T, D)
+                k.reshape(s, t, hkv, d).transpose(1, 2),  # (S, Hkv, T, D)
                 v.view(s, t, hkv, d).transpose(1, 2),
                 is_causal=True,
                 scale=self.scale,
                 enable_gqa=h != hkv,
             ).transpose(1, 2)  # (S, T, H, D)
-        else:
-            out = self._attend_cached(q.view(s, t, h, d), batch, k_cache, v_cache)
-        return self.o_proj(out.reshape(s, t, h * d))  # type: ignore[no-any-return]
-
-    def _attend_cached(
-        self, q: torch.Tensor, batch: Batch, k_cache: torch.Tensor, v_cache: torch.Tensor
-    ) -> torch.Tensor:
-        """T > 1 new tokens after earlier context: gather the blocks, mask by position."""
-        s, _, h, d = q.shape
-        block_size = k_cache.shape[1]
-        length = batch.max_context
-        nblocks = -(-length // block_size)
-        table = batch.block_tables[:, :nblocks].long()  # (S, nb)
-        k = k_cache[table].view(s, nblocks * block_size, self.n_kv_heads, d)[:, :length]
-        v = v_cache[table].view(s, nblocks * block_size, self.n_kv_heads, d)[:, :length]
-        keys = torch.arange(length, device=q.device)
-        mask = keys.view(1, 1, length) <= batch.positions.unsqueeze(-1)  # (S, T, L)
-        out = F.scaled_dot_product_attention(
-            q.transpose(1, 2),  # (S, H, T, D)
-            k.transpose(1, 2),  # (S, Hkv, L, D)
-            v.transpose(1, 2),
-            attn_mask=mask.unsqueeze(1),  # (S, 1, T, L)
-            scale=self.scale,
-            enable_gqa=h != self.n_kv_heads,
-        )
-        return out.transpose(1, 2)  # (S, T, H, D)
+        else:  # decode or continued prefill: attend to the gathered context
+            keys = k_cache.view(-1, hkv, d)[step.gather]  # (S, L, Hkv, D)
+            values = v_cache.view(-1, hkv, d)[step.gather]
+            out = F.scaled_dot_product_attention(
+                q.reshape(s, t, h, d).transpose(1, 2),  # (S, H, T, D)
+                keys.transpose(1, 2),  # (S, Hkv, L, D)
+                values.transpose(1, 2),
+                attn_mask=step.mask,
+                scale=self.scale,
+                enable_gqa=h != hkv,
+            ).transpose(1, 2)  # (S, T, H, D)
+        return self.o_proj(out.reshape(n, h * d))  # type: ignore[no-any-return]
 
 
 class MLP(nn.Module):
@@ -210,11 +209,12 @@ class DecoderLayer(nn.Module):
         self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps, dtype, device)
         self.mlp = MLP(cfg, dtype, device)
 
-    def forward(
-        self, x: torch.Tensor, batch: Batch, cache: KVCache, cos: torch.Tensor, sin: torch.Tensor
-    ) -> torch.Tensor:
-        h = x + self.self_attn(self.input_layernorm(x), batch, cache, cos, sin)
-        return h + self.mlp(self.post_attention_layernorm(h))  # type: ignore[no-any-return]
+    def forward(self, x: torch.Tensor, step: Step, cache: KVCache) -> torch.Tensor:
+        h: torch.Tensor = self.self_attn(self.input_layernorm(x), step, cache)
+        h += x  # the projection's output is fresh: add the residual in place
+        out: torch.Tensor = self.mlp(self.post_attention_layernorm(h))
+        out += h
+        return out
 
 
 class Body(nn.Module):
@@ -257,21 +257,40 @@ class Transformer(nn.Module):
             if cfg.tie_word_embeddings and self.model.embed_tokens is not None:
                 self.lm_head.weight = self.model.embed_tokens.weight
         self.register_buffer("inv_freq", rope_inv_freq(cfg).to(dev), persistent=False)
-        self._cos = torch.empty(0, cfg.head_dim // 2, device=dev)
-        self._sin = torch.empty(0, cfg.head_dim // 2, device=dev)
+        self._cos = self._sin = torch.empty(0, cfg.head_dim // 2, device=dev)
+        self._cos_full = self._sin_signed = torch.empty(0, cfg.head_dim, device=dev)
 
     @property
     def num_local_layers(self) -> int:
         return self.layer_range[1] - self.layer_range[0]
 
-    def _rope(self, positions: torch.Tensor, need: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _rope_tables(self, need: int) -> None:
         if need > self._cos.shape[0]:
             n = max(need, 2 * self._cos.shape[0], 256)
             t = torch.arange(n, device=self.inv_freq.device, dtype=torch.float32)
             freqs = t[:, None] * self.inv_freq[None, :]  # (n, D/2), fp32 as in HF
             self._cos, self._sin = freqs.cos(), freqs.sin()
-        flat = positions.reshape(-1)
-        return self._cos[flat].to(self.dtype), self._sin[flat].to(self.dtype)  # (S*T, D/2)
+            self._cos_full = torch.cat((self._cos, self._cos), -1).to(self.dtype)  # (n, D)
+            self._sin_signed = torch.cat((-self._sin, self._sin), -1).to(self.dtype)
+
+    def _step(self, batch: Batch, block_size: int, triton: bool) -> Step:
+        s, t = batch.positions.shape
+        self._rope_tables(batch.max_context)
+        flat = batch.positions.reshape(-1)
+        if triton:
+            cos, sin = self._cos[flat].to(self.dtype), self._sin[flat].to(self.dtype)
+        else:
+            cos, sin = self._cos_full[flat].unsqueeze(1), self._sin_signed[flat].unsqueeze(1)
+        gather = mask = None
+        if not (batch.from_start and t > 1) and not (triton and t == 1):
+            pos = torch.arange(batch.max_context, device=flat.device)  # (L,)
+            table = batch.block_tables.long()
+            gather = table[:, pos // block_size] * block_size + pos % block_size  # (S, L)
+            if t > 1:
+                mask = (pos.view(1, 1, -1) <= batch.positions.unsqueeze(-1)).unsqueeze(1)
+            elif s > 1:
+                mask = (pos.view(1, -1) < batch.context_lens.view(-1, 1)).view(s, 1, 1, -1)
+        return Step(batch, s, t, triton, cos, sin, gather, mask)
 
     def decoder_layers(self) -> list[DecoderLayer]:
         return [layer for layer in self.model.layers.values() if isinstance(layer, DecoderLayer)]
@@ -289,14 +308,17 @@ class Transformer(nn.Module):
         Returns hidden (S, T, C) before the last stage; on the last stage fp32 logits of the
         last token (S, V), or of every token (S, T, V) with ``all_logits``.
         """
+        s, t = batch.positions.shape
         if self.model.embed_tokens is not None:
             x = self.model.embed_tokens(x)  # (S, T, C)
-        cos, sin = self._rope(batch.positions, batch.max_context)
+        x = x.reshape(s * t, -1)  # (N, C): every token is a row
+        triton = x.is_cuda and ops.triton_kernels() is not None
+        step = self._step(batch, caches[0][0].shape[1], triton)
         for i, layer in enumerate(self.model.layers.values()):
-            x = layer(x, batch, caches[i], cos, sin)
+            x = layer(x, step, caches[i])
         if self.model.norm is None or self.lm_head is None:
-            return x
+            return x.view(s, t, -1)
         if not all_logits:
-            x = x[:, -1:]  # (S, 1, C)
-        logits: torch.Tensor = self.lm_head(self.model.norm(x)).float()  # (S, T', V)
-        return logits if all_logits else logits[:, 0]
+            x = x.view(s, t, -1)[:, -1]  # (S, C)
+        logits: torch.Tensor = self.lm_head(self.model.norm(x)).float()  # (S, V) or (N, V)
+        return logits.view(s, t, -1) if all_logits else logits

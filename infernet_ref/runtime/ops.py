@@ -58,6 +58,18 @@ def rotary_embedding(
     return _rotate(q, cos, sin), _rotate(k, cos, sin)
 
 
+def rope_rotate_half(
+    x: torch.Tensor, cos_full: torch.Tensor, sin_signed: torch.Tensor
+) -> torch.Tensor:
+    """CPU fast path of rotate-half RoPE on x (N, heads, D) with (N, 1, D) tables.
+
+    ``cos_full = cos|cos`` and ``sin_signed = -sin|sin``, so ``x*cos_full + roll(x)*sin_signed``
+    equals HF's ``x*cos + rotate_half(x)*sin`` bit for bit (negation is exact).
+    """
+    half = x.shape[-1] // 2
+    return x * cos_full + torch.roll(x, half, dims=-1) * sin_signed
+
+
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)  # (T, H, D/2) each
     return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1)

@@ -3,8 +3,10 @@
 Theory of operation: a :class:`PipelineStage` owns one slice of the model, one paged KV cache
 for its layers and a :class:`~infernet_ref.runtime.kv_cache.BlockManager` whose sequences are
 *sessions*. :meth:`PipelineStage.forward` is the whole wire contract: activation-frame bytes in
-(spec §5.1), activation-frame bytes out. A session is opened by its first frame (position 0)
-and must then arrive in order — each frame's ``position`` equals the tokens the stage already
+(spec §5.1), activation-frame bytes out. A session is opened explicitly with
+:meth:`open_session` (which reserves its KV blocks, as ``stage.open`` does in spec/job.md) or,
+unless ``require_open``, implicitly by a first frame at position 0; its frames must then arrive
+in order — each frame's ``position`` equals the tokens the stage already
 holds for it — until :meth:`close_session`. The first stage takes ``input_ids``, the others
 ``hidden_states`` of width ``hidden_size``; the last stage answers with the fp32 logits of the
 frame's last token. Sampling happens outside (:func:`generate_pipeline`), so a pipeline is a
@@ -33,6 +35,9 @@ from infernet_ref.runtime.errors import (
     OutOfKVBlocks,
     PromptTooLong,
     RequestError,
+    SessionExists,
+    SessionOutOfOrder,
+    UnknownSession,
 )
 from infernet_ref.runtime.frames import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -43,7 +48,7 @@ from infernet_ref.runtime.frames import (
 from infernet_ref.runtime.kv_cache import BlockManager, PagedKVCache
 from infernet_ref.runtime.loader import load_model
 from infernet_ref.runtime.model import Transformer
-from infernet_ref.runtime.sampling import SamplingParams, make_generator, sample
+from infernet_ref.runtime.sampling import SamplingParams, resolve_seed, sample
 
 StageFn = Callable[[bytes], bytes]
 
@@ -60,22 +65,18 @@ class PipelineStage:
         max_sessions: int = 64,
         wire_dtype: torch.dtype | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        require_open: bool = False,
     ) -> None:
         cfg = model.config
         self.model, self.config = model, cfg
-        self.layer_range, self.is_first, self.is_last = (
-            model.layer_range,
-            model.is_first,
-            model.is_last,
-        )
+        self.layer_range = model.layer_range
+        self.is_first, self.is_last = model.is_first, model.is_last
         self.device = next(model.parameters()).device
         self.cache = PagedKVCache.for_model(model, num_blocks, block_size)
         self.blocks = BlockManager(num_blocks, block_size, watermark=0.0)
-        self.max_sessions, self.wire_dtype, self.max_frame_bytes = (
-            max_sessions,
-            wire_dtype,
-            max_frame_bytes,
-        )
+        self.max_sessions, self.wire_dtype = max_sessions, wire_dtype
+        self.max_frame_bytes, self.require_open = max_frame_bytes, require_open
+        self._limits: dict[str, int] = {}  # session -> most tokens it may hold
         self.last_forward_seconds = 0.0
 
     @classmethod
@@ -100,25 +101,55 @@ class PipelineStage:
         else:
             model = load_model(model_dir, dtype=dtype, device=device, layer_range=layer_range)
         if num_blocks is None:
-            num_blocks = profile_kv_budget(
-                model, block_size=block_size, fraction=kv_fraction
-            ).num_blocks
+            budget = profile_kv_budget(model, block_size=block_size, fraction=kv_fraction)
+            num_blocks = budget.num_blocks
         return cls(model, num_blocks=num_blocks, block_size=block_size, **kwargs)
 
     @property
     def sessions(self) -> list[str]:
-        return [s for s in self.blocks._tables if isinstance(s, str)]
+        return list(self._limits)
+
+    def open_session(self, session: str, max_tokens: int) -> int:
+        """Reserve KV blocks for ``max_tokens`` tokens of a new session; returns the blocks.
+
+        Raises SessionExists (4091), PromptTooLong (4000) or OutOfKVBlocks (4100).
+        """
+        if session in self._limits:
+            raise SessionExists(f"session {session!r} is already open")
+        if not 1 <= max_tokens <= self.config.max_position_embeddings:
+            raise PromptTooLong(
+                f"max_tokens {max_tokens} outside [1, {self.config.max_position_embeddings}]"
+            )
+        if len(self._limits) >= self.max_sessions:
+            raise OutOfKVBlocks(f"stage holds the maximum of {self.max_sessions} sessions")
+        self.blocks.reserve(session, max_tokens)
+        self._limits[session] = max_tokens
+        return len(self.blocks.block_table(session))
 
     def close_session(self, session: str) -> None:
         """Free a session's KV blocks (idempotent)."""
         self.blocks.free(session)
+        self._limits.pop(session, None)
 
-    def forward(self, data: bytes) -> bytes:
-        """Run one frame through the stage: frame bytes in, frame bytes out (spec §5.4)."""
-        out = self.forward_frame(decode_frame(data, max_size=self.max_frame_bytes))
-        return encode_frame(out, self.wire_dtype)
+    def forward(
+        self, data: bytes, *, session: str | None = None, position: int | None = None
+    ) -> bytes:
+        """Run one frame through the stage: frame bytes in, frame bytes out (spec §5.4).
 
-    def _check(self, frame: ActivationFrame) -> None:
+        ``session``/``position``, when given, are the envelope's values; a frame that disagrees
+        is a FrameError (spec/job.md: 4000).
+        """
+        frame = decode_frame(data, max_size=self.max_frame_bytes)
+        if (session is not None and frame.session != session) or (
+            position is not None and frame.position != position
+        ):
+            raise FrameError(
+                f"frame is for session {frame.session!r} at {frame.position}, "
+                f"the envelope says {session!r} at {position}"
+            )
+        return encode_frame(self.forward_frame(frame), self.wire_dtype)
+
+    def _check_tensor(self, frame: ActivationFrame) -> None:
         want = "input_ids" if self.is_first else "hidden_states"
         if frame.kind != want:
             raise FrameError(f"stage {self.layer_range} takes {want!r}, got {frame.kind!r}")
@@ -130,35 +161,39 @@ class PipelineStage:
                 raise FrameError(f"hidden_states width {t.shape[1]} != {self.config.hidden_size}")
             if not bool(torch.isfinite(t).all()):
                 raise FrameError("hidden_states contain NaN or Inf")
-        known = frame.session in self.blocks
-        held = self.blocks.length(frame.session) if known else 0
+
+    def _check_session(self, frame: ActivationFrame) -> None:
+        s = frame.session
+        known = s in self._limits
+        if not known and (self.require_open or frame.position != 0):
+            raise UnknownSession(f"session {s!r} is not open on stage {self.layer_range}")
+        held = self.blocks.length(s) if known else 0
         if frame.position != held:
-            raise FrameError(
-                f"session {frame.session!r} holds {held} tokens, frame starts at {frame.position}"
+            raise SessionOutOfOrder(
+                f"session {s!r} holds {held} tokens, frame starts at {frame.position}"
             )
         end = frame.position + frame.num_tokens
-        if end > self.config.max_position_embeddings:
-            raise PromptTooLong(
-                f"session {frame.session!r} would reach {end} tokens, "
-                f"context is {self.config.max_position_embeddings}"
-            )
-        if not known and len(self.sessions) >= self.max_sessions:
+        limit = self._limits.get(s, self.config.max_position_embeddings)
+        if end > limit:
+            raise PromptTooLong(f"session {s!r} would reach {end} tokens, its limit is {limit}")
+        if not known and len(self._limits) >= self.max_sessions:
             raise OutOfKVBlocks(f"stage holds the maximum of {self.max_sessions} sessions")
-        grow = self.blocks.blocks_for(end) - (
-            len(self.blocks.block_table(frame.session)) if known else 0
-        )
+        grow = self.blocks.extra_blocks(s, frame.num_tokens)
         if grow > self.blocks.num_free_blocks:
             raise OutOfKVBlocks(
-                f"session {frame.session!r} needs {grow} more KV blocks, "
-                f"{self.blocks.num_free_blocks} free"
+                f"session {s!r} needs {grow} more KV blocks, {self.blocks.num_free_blocks} free"
             )
 
     @torch.inference_mode()
     def forward_frame(self, frame: ActivationFrame) -> ActivationFrame:
         """The typed twin of :meth:`forward`."""
-        self._check(frame)
+        self._check_tensor(frame)
+        self._check_session(frame)
         s, n = frame.session, frame.num_tokens
-        slots = self.blocks.append(s, n) if s in self.blocks else self.blocks.allocate(s, n)
+        if s not in self._limits:
+            self.blocks.reserve(s, n)
+            self._limits[s] = self.config.max_position_embeddings
+        slots = self.blocks.append(s, n)
         length = self.blocks.length(s)
         batch = make_batch(
             [list(range(frame.position, length))],
@@ -200,7 +235,8 @@ def generate_pipeline(
     wire_dtype: torch.dtype | None = None,
 ) -> PipelineResult:
     """Drive a chain of stages (each ``bytes -> bytes``) and sample each next token (spec §5.5)."""
-    gen, seed = make_generator(params.seed)
+    seed = resolve_seed(params.seed)
+    gen = torch.Generator()
     ids, reason = list(prompt), "length"
     out: list[int] = []
     timings = [0.0, 0.0]
@@ -214,7 +250,7 @@ def generate_pipeline(
         result = decode_frame(data)
         if result.kind != "logits":
             raise FrameError(f"the last stage answered {result.kind!r}, not logits")
-        token = int(sample(result.tensor.unsqueeze(0), [params], [gen])[0])
+        token = int(sample(result.tensor.unsqueeze(0), [params], [seed], [len(out)], gen)[0])
         timings[0 if pos == 0 else 1] += time.perf_counter() - start
         pos += len(ids)
         out.append(token)

@@ -5,9 +5,11 @@ divided by the temperature, cut to the ``top_k`` largest (ties at the k-th value
 transformers' ``TopKLogitsWarper``), then to the smallest set whose probability reaches
 ``top_p`` (transformers' ``TopPLogitsWarper`` rule: drop the tail whose cumulative mass is at
 most ``1 - top_p``, never the top token), and one token is drawn with ``torch.multinomial`` from
-the request's own :class:`torch.Generator`. Because each request draws only from its own
-generator, a request's tokens depend on its seed and never on which other requests share the
-batch — a run is reproducible from ``(checkpoint, prompt, params, seed)``.
+a :class:`torch.Generator` seeded for that token alone with
+``(seed * 1000003 + t) mod 2^63`` for output index ``t`` (spec/job.md §Determinism). A token
+therefore depends only on (logits, params, seed, t): never on which other requests share the
+batch, and not on history either, so a preempted or rerouted request that is recomputed (or
+replayed on another provider) draws exactly the same tokens.
 """
 
 from __future__ import annotations
@@ -49,14 +51,17 @@ class SamplingParams:
         return self.temperature == 0
 
 
-def make_generator(
-    seed: int | None, device: torch.device | str = "cpu"
-) -> tuple[torch.Generator, int]:
-    """A generator for one request, and the seed it uses (drawn at random when None)."""
-    used = secrets.randbits(63) if seed is None else seed
-    gen = torch.Generator(device=device)
-    gen.manual_seed(used)
-    return gen, used
+SEED_MULTIPLIER = 1000003
+
+
+def resolve_seed(seed: int | None) -> int:
+    """The request's seed, drawn at random when the caller gave none."""
+    return secrets.randbits(63) if seed is None else seed
+
+
+def token_seed(seed: int, index: int) -> int:
+    """Seed of the generator that draws output token ``index`` (spec/job.md §Determinism)."""
+    return (seed * SEED_MULTIPLIER + index) % (1 << 63)
 
 
 def warp_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
@@ -77,15 +82,23 @@ def warp_logits(logits: torch.Tensor, params: SamplingParams) -> torch.Tensor:
 def sample(
     logits: torch.Tensor,
     params: Sequence[SamplingParams],
-    generators: Sequence[torch.Generator],
+    seeds: Sequence[int],
+    indices: Sequence[int],
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
-    """One token per row of fp32 ``logits`` (S, V) -> int64 (S,)."""
+    """One token per row of fp32 ``logits`` (S, V) -> int64 (S,).
+
+    Row ``i`` is output token ``indices[i]`` of a request seeded with ``seeds[i]``; greedy rows
+    take the first arg-max.
+    """
     tokens = logits.argmax(dim=-1)
     if all(p.greedy for p in params):
         return tokens
-    for i, (p, gen) in enumerate(zip(params, generators, strict=True)):
+    gen = generator if generator is not None else torch.Generator(device=logits.device)
+    for i, p in enumerate(params):
         if p.greedy:
             continue
+        gen.manual_seed(token_seed(seeds[i], indices[i]))
         probs = warp_logits(logits[i], p).softmax(dim=-1)
         tokens[i] = torch.multinomial(probs, 1, generator=gen)[0]
     return tokens

@@ -14,7 +14,7 @@ from infernet_ref.runtime.engine import Engine, profile_kv_budget
 from infernet_ref.runtime.errors import OutOfKVBlocks, PromptTooLong, RequestError
 from infernet_ref.runtime.kv_cache import BlockManager, budget_from_memory
 from infernet_ref.runtime.loader import load_model
-from infernet_ref.runtime.sampling import SamplingParams, sample, warp_logits
+from infernet_ref.runtime.sampling import SamplingParams, sample, token_seed, warp_logits
 
 from .conftest import hf_greedy
 
@@ -181,9 +181,28 @@ def test_seeded_sampling_is_reproducible_and_batch_independent(
 
 
 def test_sampling_respects_top_k_support() -> None:
-    gen = torch.Generator().manual_seed(0)
     logits = torch.arange(10.0).repeat(200, 1)
     params = [SamplingParams(temperature=1.0, top_k=3)] * 200
-    tokens = sample(logits, params, [gen] * 200)
+    tokens = sample(logits, params, [5] * 200, list(range(200)))
     assert set(tokens.tolist()) <= {7, 8, 9}
     assert len(set(tokens.tolist())) == 3
+
+
+def test_token_seed_follows_the_job_spec() -> None:
+    assert token_seed(7, 3) == (7 * 1000003 + 3) % 2**63
+    logits = torch.randn(1, 64)
+    p = [SamplingParams(temperature=1.0)]
+    first = sample(logits, p, [11], [4])
+    gen = torch.Generator().manual_seed((11 * 1000003 + 4) % 2**63)
+    assert int(first[0]) == int(torch.multinomial(logits[0].softmax(-1), 1, generator=gen)[0])
+
+
+def test_sampled_output_survives_preemption(checkpoints: dict[str, tuple[Path, Any]]) -> None:
+    """Recomputation after preemption draws the same tokens: seeds depend on (seed, index)."""
+    model = load_model(checkpoints["mistral-mqa"][0])
+    prompts = [[i + 1] * (3 + 2 * i) for i in range(6)]
+    params = [SamplingParams(max_tokens=14, temperature=0.9, top_p=0.9, seed=s) for s in range(6)]
+    roomy = Engine(model, num_blocks=64, block_size=4).generate(prompts, params)
+    tight = Engine(model, num_blocks=12, block_size=4, max_num_seqs=3)
+    assert [c.output for c in tight.generate(prompts, params)] == [c.output for c in roomy]
+    assert tight.stats.preemptions > 0

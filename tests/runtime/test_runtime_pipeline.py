@@ -12,7 +12,15 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from infernet_ref.runtime.errors import FrameError, OutOfKVBlocks, PromptTooLong, RuntimeLayerError
+from infernet_ref.runtime.errors import (
+    FrameError,
+    OutOfKVBlocks,
+    PromptTooLong,
+    RuntimeLayerError,
+    SessionExists,
+    SessionOutOfOrder,
+    UnknownSession,
+)
 from infernet_ref.runtime.frames import ActivationFrame, decode_frame, encode_frame
 from infernet_ref.runtime.pipeline import (
     PipelineStage,
@@ -84,7 +92,7 @@ def test_pipeline_across_processes(gqa: tuple[Path, list[int]]) -> None:
         assert res.output == expected
         # a frame out of order is refused remotely with a typed error message
         bad = encode_frame(ActivationFrame("remote", 3, "input_ids", torch.tensor([1])))
-        with pytest.raises(RuntimeLayerError, match="FrameError"):
+        with pytest.raises(RuntimeLayerError, match="SessionOutOfOrder"):
             remote_stage(conns[0])(bad)
     finally:
         for c in conns:
@@ -121,8 +129,14 @@ def test_stage_refuses_bad_frames_without_touching_state(gqa: tuple[Path, list[i
         first.forward(hidden)
     with pytest.raises(FrameError, match="takes 'hidden_states'"):
         second.forward(ids("a", 0, [1]))
-    with pytest.raises(FrameError, match="holds 2 tokens"):
+    with pytest.raises(SessionOutOfOrder, match="holds 2 tokens"):
         first.forward(ids("a", 5, [1]))
+    with pytest.raises(UnknownSession):
+        first.forward(ids("zz", 3, [1]))
+    with pytest.raises(FrameError, match="envelope"):
+        first.forward(ids("a", 2, [1]), session="a", position=3)
+    with pytest.raises(FrameError, match="envelope"):
+        first.forward(ids("a", 2, [1]), session="b", position=2)
     with pytest.raises(FrameError, match="must be in"):
         first.forward(ids("b", 0, [1, 10_000]))
     nan = torch.full((1, 48), float("nan"))
@@ -164,9 +178,7 @@ def test_decode_frame_fuzz_only_frame_errors(data: bytes) -> None:
 @given(
     kind=st.sampled_from(["input_ids", "hidden_states", "logits"]),
     n=st.integers(1, 5),
-    session=st.text(
-        alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E), min_size=1, max_size=20
-    ),
+    session=st.text(alphabet="abcXYZ019_-", min_size=1, max_size=64),
     position=st.integers(0, 10**6),
     cut=st.integers(0, 400),
 )
@@ -209,3 +221,36 @@ def test_frames_interoperate_with_the_safetensors_library() -> None:
         )
     with pytest.raises(FrameError, match="metadata"):
         decode_frame(save({"logits": torch.zeros(2)}))
+
+
+def test_explicit_sessions_reserve_blocks(gqa: tuple[Path, list[int]]) -> None:
+    """stage.open semantics (spec/job.md): reserve for max_tokens, refuse beyond it."""
+    path, expected = gqa
+    stages = [
+        PipelineStage.load(path, r, num_blocks=12, block_size=4, require_open=True)
+        for r in ((0, 2), (2, 3))
+    ]
+    frame = encode_frame(ActivationFrame("j-1", 0, "input_ids", torch.tensor(PROMPT)))
+    with pytest.raises(UnknownSession):
+        stages[0].forward(frame)
+    assert [s.open_session("j-1", 5 + 8) for s in stages] == [4, 4]
+    assert stages[0].blocks.num_free_blocks == 8
+    with pytest.raises(SessionExists):
+        stages[0].open_session("j-1", 4)
+    with pytest.raises(OutOfKVBlocks):
+        stages[0].open_session("j-2", 40)
+    with pytest.raises(PromptTooLong):
+        stages[0].open_session("j-3", 10_000)
+    res = generate_pipeline(
+        [s.forward for s in stages], PROMPT, SamplingParams(max_tokens=8), session="j-1"
+    )
+    assert res.output == expected[:8]
+    assert stages[0].blocks.num_free_blocks == 8  # growth stayed inside the reservation
+    with pytest.raises(PromptTooLong, match="limit is 13"):
+        stages[0].forward(
+            encode_frame(ActivationFrame("j-1", 12, "input_ids", torch.tensor([1, 2])))
+        )
+    for s in stages:
+        s.close_session("j-1")
+        assert s.blocks.num_free_blocks == 12
+        assert s.sessions == []
