@@ -39,6 +39,36 @@ from ._tl import round_to
 
 _LOG2E = 1.4426950408889634
 
+#: Tokens per partition in the split (flash-decoding) mode when the launcher chooses it.
+DEFAULT_PARTITION = 512
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def _qk(q, k, USE_DOT: tl.constexpr, INTERPRETED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Scores q (BLOCK_G, BLOCK_D) x k (BLOCK_N, BLOCK_D)^T in float32 -> (BLOCK_G, BLOCK_N)."""
+    if USE_DOT:
+        if INTERPRETED:  # the interpreter multiplies bf16 bit patterns; give it float32
+            s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee")
+        else:
+            s = tl.dot(q, tl.trans(k), input_precision="ieee")
+    else:
+        s = tl.sum(q.to(tl.float32)[:, None, :] * k.to(tl.float32)[None, :, :], axis=2)
+    return s
+
+
+@triton.jit  # type: ignore[untyped-decorator]
+def _pv(p, v, USE_DOT: tl.constexpr, INTERPRETED: tl.constexpr):  # type: ignore[no-untyped-def]
+    """Probabilities p (BLOCK_G, BLOCK_N) float32 x v (BLOCK_N, BLOCK_D) -> (BLOCK_G, BLOCK_D)."""
+    if USE_DOT:
+        p_lo = round_to(p, v.dtype, INTERPRETED)  # the tensor cores take p in the cache dtype
+        if INTERPRETED:
+            pv = tl.dot(p_lo.to(tl.float32), v.to(tl.float32), input_precision="ieee")
+        else:
+            pv = tl.dot(p_lo, v, input_precision="ieee")
+    else:
+        pv = tl.sum(p[:, :, None] * v.to(tl.float32)[None, :, :], axis=1)
+    return pv
+
 
 @triton.jit  # type: ignore[untyped-decorator]
 def _attention_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0917
@@ -104,28 +134,13 @@ def _attention_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0917
         kv_mask = nmask[:, None] & dmask[None, :]
         k = tl.load(k_cache_ptr + kv_offs, mask=kv_mask, other=0.0)
         v = tl.load(v_cache_ptr + kv_offs, mask=kv_mask, other=0.0)
-        if USE_DOT:
-            if INTERPRETED:
-                s = tl.dot(q.to(tl.float32), tl.trans(k.to(tl.float32)), input_precision="ieee")
-            else:
-                s = tl.dot(q, tl.trans(k), input_precision="ieee")  # (BLOCK_G, BLOCK_N)
-        else:
-            qf = q.to(tl.float32)[:, None, :]
-            s = tl.sum(qf * k.to(tl.float32)[None, :, :], axis=2)  # (BLOCK_G, BLOCK_N)
+        s = _qk(q, k, USE_DOT, INTERPRETED)  # (BLOCK_G, BLOCK_N)
         s = tl.where(nmask[None, :], s * qk_scale, float("-inf"))
         m_new = tl.maximum(m_i, tl.max(s, axis=1))
         alpha = tl.exp2(m_i - m_new)
         p = tl.exp2(s - m_new[:, None])  # (BLOCK_G, BLOCK_N)
         l_i = l_i * alpha + tl.sum(p, axis=1)
-        if USE_DOT:
-            p_lo = round_to(p, v.dtype, INTERPRETED)  # the tensor cores take p in the cache dtype
-            if INTERPRETED:
-                pv = tl.dot(p_lo.to(tl.float32), v.to(tl.float32), input_precision="ieee")
-            else:
-                pv = tl.dot(p_lo, v, input_precision="ieee")  # (BLOCK_G, BLOCK_D)
-        else:
-            pv = tl.sum(p[:, :, None] * v.to(tl.float32)[None, :, :], axis=1)
-        acc = acc * alpha[:, None] + pv
+        acc = acc * alpha[:, None] + _pv(p, v, USE_DOT, INTERPRETED)  # (BLOCK_G, BLOCK_D)
         m_i = m_new
 
     if SPLIT:
@@ -271,14 +286,26 @@ def tile_plan(group: int, head_dim: int, use_dot: bool | None = None) -> TilePla
     return TilePlan(False, block_g, max(16, min(64, 4096 // (block_g * block_d))), block_d, 4)
 
 
-def _num_partitions(q: torch.Tensor, num_kv_heads: int, capacity: int, partition_size: int) -> int:
-    """Split only on CUDA when sequences x KV heads cannot fill the streaming multiprocessors."""
-    if q.device.type != "cuda":
-        return 1
-    sms = int(torch.cuda.get_device_properties(q.device).multi_processor_count)
-    if q.shape[0] * num_kv_heads >= 2 * sms:
-        return 1
-    return max(1, cdiv(capacity, partition_size))
+def _partitioning(
+    q: torch.Tensor, num_kv_heads: int, capacity: int, partition_size: int | None, block_n: int
+) -> tuple[int, int, int]:
+    """(partitions, partition_size, BLOCK_N): a requested size, or a split only on CUDA when
+    sequences x KV heads cannot fill twice the streaming multiprocessors."""
+    if partition_size is None:
+        size = DEFAULT_PARTITION
+        if q.device.type != "cuda":
+            return 1, size, block_n
+        sms = int(torch.cuda.get_device_properties(q.device).multi_processor_count)
+        if q.shape[0] * num_kv_heads >= 2 * sms:
+            return 1, size, block_n
+        return max(1, cdiv(capacity, size)), size, block_n
+    if partition_size <= 0 or partition_size % 16:
+        raise KernelInputError(
+            f"partition_size must be a positive multiple of 16, got {partition_size}"
+        )
+    while partition_size % block_n:  # a tile never straddles two partitions
+        block_n //= 2
+    return max(1, cdiv(capacity, partition_size)), partition_size, block_n
 
 
 def paged_attention_decode(  # noqa: PLR0917 (positional signature fixed by the contract)
@@ -303,7 +330,7 @@ def paged_attention_decode(  # noqa: PLR0917 (positional signature fixed by the 
     it out-of-range entries are the caller's fault and read undefined memory on a GPU.
     """
     _check(q, k_cache, v_cache, block_tables, context_lens)
-    if not math.isfinite(scale) or scale <= 0.0:
+    if not (math.isfinite(scale) and scale > 0.0):
         raise KernelInputError(f"scale must be a positive finite float, got {scale!r}")
     context_lens = context_lens.contiguous()
     check_launchable(_attention_kernel, q, k_cache, v_cache, block_tables, context_lens)
@@ -317,19 +344,10 @@ def paged_attention_decode(  # noqa: PLR0917 (positional signature fixed by the 
     if num_seqs == 0:
         return out
     plan = tile_plan(group, head_dim, use_dot)
-    block_n = plan.block_n
     capacity = block_tables.shape[1] * block_size
-    if partition_size is None:
-        partition_size = 512
-        n_parts = _num_partitions(q, num_kv_heads, capacity, partition_size)
-    else:
-        if partition_size <= 0 or partition_size % 16:
-            raise KernelInputError(
-                f"partition_size must be a positive multiple of 16, got {partition_size}"
-            )
-        while partition_size % block_n:  # a tile never straddles two partitions
-            block_n //= 2
-        n_parts = max(1, cdiv(capacity, partition_size))
+    n_parts, partition_size, block_n = _partitioning(
+        q, num_kv_heads, capacity, partition_size, plan.block_n
+    )
     split = n_parts > 1
     part_m = part_l = part_acc = out  # placeholders, never touched when not split
     if split:
