@@ -321,3 +321,29 @@ def test_block_header_fast_check_equals_schema(header: dict[str, object]) -> Non
             parse_cid(str(header["cid"]))
     else:
         assert schema_ok == fast_ok
+
+
+async def test_scheduler_prefers_the_faster_provider(tmp_path: Path) -> None:
+    import time as _time
+
+    data = gen_bytes(24 * MIB)
+    fast_store, root, _ = _source(tmp_path, "fast", data)
+    slow_store, _, _ = _source(tmp_path, "slow", data)
+
+    class Slow(ContentServer):
+        def _load(self, cid: CID) -> bytes | None:
+            _time.sleep(0.15)  # on a worker thread (offload=True): the loop stays free
+            return super()._load(cid)
+
+    fast, _ = await serve_content(fast_store)
+    slow = await serve(
+        Slow(slow_store, offload=True).handle, compression=False, max_message_size=4 * MIB
+    )
+    urls = [f"ws://127.0.0.1:{slow.port}/content", f"ws://127.0.0.1:{fast.port}/content"]
+    dst = BlockStore(tmp_path / "dst", fsync=False)
+    async with ExchangeClient(urls, store=dst, window=4) as client:
+        stats = await client.fetch_dag(root)
+    got = stats.per_provider
+    assert got.get(urls[1], 0) > 2 * got.get(urls[0], 0), got
+    await fast.close()
+    await slow.close()
