@@ -125,6 +125,17 @@ def build_model(torch_mod, transformers_mod):  # type: ignore[no-untyped-def]
     return transformers_mod.LlamaForCausalLM(config)
 
 
+def validation_loss(model, torch_mod, val, seq: int, windows: int = 32) -> float:  # type: ignore[no-untyped-def]
+    """Mean next-byte loss over the first ``windows`` contiguous held-out windows (deterministic)."""
+    losses = []
+    with torch_mod.no_grad():
+        for i in range(min(windows, (len(val) - 1) // (seq - 1))):
+            chunk = val[i * (seq - 1) : (i + 1) * (seq - 1)]
+            x = torch_mod.cat([torch_mod.tensor([BOS_ID]), chunk]).unsqueeze(0)
+            losses.append(model(input_ids=x, labels=x).loss.item())
+    return sum(losses) / len(losses)
+
+
 def lr_at(step: int, steps: int, peak: float, warmup: int) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -140,6 +151,25 @@ def sample(model, torch_mod, prompt: str, n: int) -> str:  # type: ignore[no-unt
         )
     tail = [t for t in out[0, len(ids) :].tolist() if t < 256]
     return prompt + bytes(tail).decode("utf-8", errors="replace")
+
+
+def evaluate_saved(args: argparse.Namespace) -> int:
+    """Recompute the held-out loss of the model in ``--out`` and record it in its metadata."""
+    import torch  # noqa: PLC0415
+    import transformers  # noqa: PLC0415
+
+    torch.set_num_threads(args.threads)
+    text, _ = corpus_text(args.corpus_bytes)
+    data = torch.tensor(list(text), dtype=torch.long)
+    model = transformers.LlamaForCausalLM.from_pretrained(args.out)
+    model.eval()
+    val_loss = validation_loss(model, torch, data[int(len(data) * 0.98) :], args.seq)
+    print(f"validation loss {val_loss:.3f} nats/byte", flush=True)
+    meta_path = args.out / "infernet_demo.json"
+    meta = json.loads(meta_path.read_text())
+    meta["training"]["validation_loss_nats_per_byte"] = round(val_loss, 4)
+    meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -158,11 +188,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer-only", action="store_true", help="just (re)write tokenizer.json"
     )
+    parser.add_argument("--eval-only", action="store_true", help="re-measure a saved model")
     args = parser.parse_args(argv)
     if args.tokenizer_only:
         args.out.mkdir(parents=True, exist_ok=True)
         write_tokenizer(args.out)
         return 0
+    if args.eval_only:
+        return evaluate_saved(args)
 
     import torch  # noqa: PLC0415 - heavy, only after argument parsing
     import transformers  # noqa: PLC0415
@@ -210,9 +243,7 @@ def main(argv: list[str] | None = None) -> int:
             break
 
     model.eval()
-    with torch.no_grad():
-        losses = [model(input_ids=batch(val), labels=batch(val)).loss.item() for _ in range(4)]
-    val_loss = sum(losses) / len(losses)
+    val_loss = validation_loss(model, torch, val, args.seq)
     print(f"validation loss {val_loss:.3f} nats/byte", flush=True)
     prompt = "The function returns"
     print("sample:", sample(model, torch, prompt, 120), flush=True)
