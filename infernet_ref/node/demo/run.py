@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import json
 import shutil
+import socket
 import subprocess
 from typing import Any
 
@@ -60,6 +61,8 @@ async def _cleanup(state: DemoState, swarm: Swarm) -> None:
         "containers_left": _containers_left(),
         "workdir_kept": state.opts.keep or state.opts.workdir is not None,
     }
+    if state.opts.keep or state.opts.workdir is not None:
+        (state.root / "report.json").write_text(json.dumps(state.report, indent=1, default=str))
     remove_root(state.root, state.opts)
 
 
@@ -103,7 +106,7 @@ async def _scenario(state: DemoState, swarm: Swarm) -> None:
 
 
 async def _start_bootstrap(state: DemoState, swarm: Swarm) -> NodeProc:
-    ws, dht = free_ports(2)
+    (ws,), (dht,) = free_ports(1), free_ports(1, socket.SOCK_DGRAM)
     cfg = {
         "roles": ["client"],
         "listen": {"ws": f"127.0.0.1:{ws}", "dht": f"127.0.0.1:{dht}"},

@@ -76,12 +76,12 @@ def _describe(entry: dict[str, Any]) -> str:
     return f"[{entry['t']:7.2f}s] {entry['step']}" + (f": {fields}" if fields else "")
 
 
-def free_ports(n: int) -> list[int]:
-    """n distinct free loopback ports (bound together, so they differ)."""
+def free_ports(n: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> list[int]:
+    """n distinct free loopback ports of ``kind`` (bound together, so they differ)."""
     socks = []
     try:
         for _ in range(n):
-            s = socket.socket()
+            s = socket.socket(socket.AF_INET, kind)
             s.bind(("127.0.0.1", 0))
             socks.append(s)
         return [s.getsockname()[1] for s in socks]
@@ -160,7 +160,9 @@ def write_configs(
 ) -> dict[str, NodeProc]:
     """Configuration of every node; ports are chosen up front so peers can be listed."""
     names = ["p1", "p2", "p3", "p4", "p5"]
-    ports = free_ports(2 * (len(names) + 1))
+    tcp = free_ports(len(names) + 1)
+    udp = free_ports(len(names) + 1, socket.SOCK_DGRAM)
+    ports = [p for pair in zip(tcp, udp, strict=True) for p in pair]  # ws, dht, ws, dht, ...
     boot = swarm.nodes["boot"]
     boot_dht = boot.extra["dht"]
     nodes: dict[str, NodeProc] = {}
