@@ -54,7 +54,10 @@ class ModelInfo:
 
     @classmethod
     def from_dir(cls, cid: str, path: Path) -> ModelInfo:
-        cfg = json.loads((path / "config.json").read_text())
+        return cls.from_config(cid, json.loads((path / "config.json").read_text()))
+
+    @classmethod
+    def from_config(cls, cid: str, cfg: dict[str, Any]) -> ModelInfo:
         eos = cfg.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
         return cls(

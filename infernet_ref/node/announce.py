@@ -25,6 +25,7 @@ from infernet_ref.version import __version__
 MIB = 1 << 20
 REPUBLISH_S = 60.0
 TTL_S = 600
+RETRY_S = 2.0
 
 
 def announcement_info(
@@ -131,7 +132,10 @@ class Announcer:
         from infernet_ref.dht.records import build_announcement, record_keys  # noqa: PLC0415
 
         now = int(time.time())
-        event = build_announcement(self.sk, self.info(), created_at=now, ttl=TTL_S)
+        info = self.info()
+        if info is None:  # nothing served yet (models still being fetched)
+            return 0
+        event = build_announcement(self.sk, info, created_at=now, ttl=TTL_S)
         stored = 0
         for key in record_keys(event):
             res = await self.dht.put(key, event)
@@ -141,12 +145,14 @@ class Announcer:
 
     async def _loop(self) -> None:
         while True:
+            stored = 0
             try:
                 stored = await self.publish_once()
                 self.log.debug("provider.announced", stored=stored)
             except (InfernetError, OSError, TimeoutError) as exc:
                 self.log.warning("provider.announce_failed", err=str(exc)[:200])
-            await asyncio.sleep(self.interval)
+            # nobody took the record (alone in the DHT so far): try again soon
+            await asyncio.sleep(self.interval if stored else min(self.interval, RETRY_S))
 
     def start(self) -> None:
         self.task = asyncio.create_task(self._loop())

@@ -43,12 +43,7 @@ def served_models(cfg: NodeConfig, log: JsonLog) -> list[ServedModel]:
     out = []
     for m in cfg.raw.get("models", []):
         if "path" not in m:
-            log.warning(
-                "node.model_without_path",
-                cid=m["cid"],
-                note="fetching models through the content layer is not wired into the daemon",
-            )
-            continue
+            continue  # fetched through the content layer at start-up (Node._fetch_models)
         path = cfg.resolve(m["path"])
         try:
             n = int(json.loads((path / "config.json").read_text())["num_hidden_layers"])
@@ -100,6 +95,9 @@ class Node:
         self.content: Any = None
         self.dht: Any = None
         self.announcer: Any = None
+        self.content_announcer: Any = None
+        self.content_retry: asyncio.Task[None] | None = None
+        self.fetch_task: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -123,6 +121,7 @@ class Node:
         self.challenger = AuthChallenger(self.endpoint)
         self._start_content()
         await self._start_dht()
+        await self._publish_models()
         if "provider" in self.roles:
             self._start_provider()
         if "aggregator" in self.roles:
@@ -142,11 +141,13 @@ class Node:
             self.dht = None
             self.log.warning("node.dht_unavailable", err=str(exc)[:300])
 
-    def _announcement(self) -> dict[str, Any]:
+    def _announcement(self) -> dict[str, Any] | None:
         from infernet_ref.node.announce import announcement_info  # noqa: PLC0415
 
         assert self.provider is not None
         p = self.provider
+        if not p.models:
+            return None
         served = [
             {
                 "cid": m.cid,
@@ -181,6 +182,104 @@ class Node:
         except (ImportError, InfernetError, OSError) as exc:
             self.log.warning("node.content_unavailable", err=str(exc))
 
+    async def _publish_models(self) -> None:
+        """Add local model folders to the block store and announce them (kind 38201).
+
+        The folder's computed root CID must equal the configured ``cid``: a config naming the
+        wrong folder is refused rather than served under a false name.
+        """
+        if self.content is None:
+            return
+        from infernet_ref.content.api import add_path  # noqa: PLC0415
+
+        for m in self.cfg.raw.get("models", []):
+            if "path" not in m:
+                continue
+            root = add_path(self.cfg.resolve(m["path"]), self.content.store)
+            if root != m["cid"]:
+                raise NodeConfigError(
+                    f"models: {m['path']} has root CID {root}, not the configured {m['cid']}"
+                )
+            self.store.content_add(root, 0, pinned=True, now=time.time())
+            if self.dht is not None:
+                from infernet_ref.content.providers import ContentAnnouncer  # noqa: PLC0415
+
+                if self.content_announcer is None:
+                    url = self.endpoint[: -len(JOB_PATH)] + CONTENT_PATH
+                    self.content_announcer = ContentAnnouncer(self.dht, self.sk, url)
+                    self.content_announcer.start()
+                self.content_retry = asyncio.create_task(self._announce_content(root))
+        self.log.info(
+            "node.models_published",
+            models=[m["cid"] for m in self.cfg.raw.get("models", []) if "path" in m],
+        )
+
+    async def _announce_content(self, cid: str, *, attempts: int = 150, delay: float = 2.0) -> None:
+        """Announce ``cid`` until some DHT node stores the record (then the 30-min republish holds)."""
+        for _ in range(attempts):
+            try:
+                res = await self.content_announcer.announce(cid)
+                if getattr(res, "stored", 1):
+                    return
+            except (InfernetError, OSError, TimeoutError) as exc:
+                self.log.warning("node.content_announce_failed", cid=cid, err=str(exc)[:200])
+            await asyncio.sleep(delay)
+
+    async def _content_providers(self, cid: str, *, wait: float = 60.0) -> list[str]:
+        """Content endpoints for ``cid`` from the DHT, waiting up to ``wait`` s for a record."""
+        from infernet_ref.content.providers import find_providers  # noqa: PLC0415
+
+        deadline = time.monotonic() + wait
+        while self.dht is not None:
+            found = await find_providers(self.dht, cid)
+            if found or time.monotonic() > deadline:
+                return found
+            await asyncio.sleep(1.0)
+        return []
+
+    async def _fetch_models(self) -> None:
+        """Provider models without a local path: fetch the served layers through the content layer."""
+        from infernet_ref.node.modelfetch import fetch_stage  # noqa: PLC0415
+
+        assert self.provider is not None
+        for m in self.cfg.raw.get("models", []):
+            if "path" in m:
+                continue
+            try:
+                providers = await self._content_providers(m["cid"])
+                t0 = time.monotonic()
+                folder, n, nbytes = await fetch_stage(
+                    m["cid"],
+                    providers,
+                    self.cfg.data_dir / "models",
+                    start=m.get("layer_start", 0),
+                    end=m.get("layer_end"),
+                    store_dir=self.cfg.data_dir / "blocks",
+                )
+            except (InfernetError, OSError, KeyError, ValueError) as exc:
+                self.log.error("provider.model_fetch_failed", cid=m["cid"], err=str(exc)[:300])
+                continue
+            served = ServedModel(
+                m["cid"],
+                folder,
+                n,
+                m.get("layer_start", 0),
+                m.get("layer_end"),
+                m.get("dtype", "float32"),
+            )
+            self.provider.models[served.cid] = served
+            self.log.info(
+                "provider.model_fetched",
+                cid=m["cid"],
+                layers=[served.layer_start, served.end],
+                tensor_bytes=nbytes,
+                seconds=round(time.monotonic() - t0, 3),
+                providers=len(providers),
+            )
+        if self.announcer is not None:
+            with contextlib.suppress(InfernetError, OSError):
+                await self.announcer.publish_once()
+
     def _start_provider(self) -> None:
         executor = self._executor
         if executor is None:
@@ -197,7 +296,9 @@ class Node:
             max_sessions=int(res.get("max_concurrent_sessions", 16)),
             kv_block_size=int(res.get("kv_block_size", 16)),
         )
-        if self.dht is not None and self.provider.models:
+        if any("path" not in m for m in self.cfg.raw.get("models", [])):
+            self.fetch_task = asyncio.create_task(self._fetch_models())
+        if self.dht is not None and self.cfg.raw.get("models"):
             from infernet_ref.node.announce import Announcer  # noqa: PLC0415
 
             self.announcer = Announcer(self.dht, self.sk, self._announcement, self.log)
@@ -232,11 +333,16 @@ class Node:
         }
 
         async def models(cid: str) -> ModelInfo:
-            if cid not in local:
+            if cid in local:
+                return ModelInfo.from_dir(cid, local[cid])
+            if self.dht is None:
                 raise InfernetError(
-                    f"model {cid} is unknown to this aggregator (no local config.json)"
+                    f"model {cid} is unknown to this aggregator (no local copy, no DHT)"
                 )
-            return ModelInfo.from_dir(cid, local[cid])
+            from infernet_ref.node.modelfetch import fetch_config  # noqa: PLC0415
+
+            providers = await self._content_providers(cid, wait=5)
+            return ModelInfo.from_config(cid, await fetch_config(cid, providers))
 
         agg = self.cfg.section("aggregator")
         self.aggregator = Aggregator(
@@ -262,8 +368,17 @@ class Node:
         for peer in list(self.peers):
             with contextlib.suppress(Exception):
                 await peer.close()
+        if self.fetch_task is not None:
+            self.fetch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.fetch_task
         if self.announcer is not None:
             await self.announcer.stop()
+        if self.content_retry is not None:
+            self.content_retry.cancel()
+        if self.content_announcer is not None:
+            with contextlib.suppress(Exception):
+                await self.content_announcer.stop()
         if self.provider is not None:
             await self.provider.close()
         if self.dht is not None:

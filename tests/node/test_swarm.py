@@ -310,3 +310,56 @@ async def test_discovery_through_dht_announcements(
     assert sorted(out.providers) == sorted(p.pubkey for p in provs)
     assert out.verification is not None
     assert out.verification["verdict"] == "agree"
+
+
+async def test_providers_fetch_only_their_layers_through_the_content_layer(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    import asyncio
+
+    from safetensors import safe_open
+
+    path, model, cid = tiny_model
+    # The publisher holds the folder; it adds it to its block store and announces it (kind 38201).
+    pub = await start(
+        no_nodes,
+        node_config(tmp_path, "pub", roles=["client"], models=[{"cid": cid, "path": str(path)}]),
+    )
+    boot = "{}:{}".format(*pub.dht.address)
+    provs = []
+    for i, (a, b) in enumerate(((0, 2), (2, 4))):
+        cfg = node_config(
+            tmp_path,
+            f"p{i}",
+            roles=["provider"],
+            sandbox=SANDBOX,
+            bootstrap=[boot],
+            models=[{"cid": cid, "layer_start": a, "layer_end": b}],
+            resources={"devices": [{"kind": "cpu", "memory_bytes": 1 << 30}]},
+        )
+        provs.append(await start(no_nodes, cfg))
+    agg = await start(
+        no_nodes, node_config(tmp_path, "agg", roles=["aggregator"], bootstrap=[boot])
+    )
+    async with asyncio.timeout(60):
+        for p in provs:
+            assert p.fetch_task is not None
+            await p.fetch_task
+    for p, (a, b) in zip(provs, ((0, 2), (2, 4)), strict=True):
+        served = p.provider.models[cid]  # type: ignore[union-attr]
+        with safe_open(str(served.path / "model.safetensors"), "pt") as f:
+            names = set(f.keys())
+        layers = {int(n.split(".")[2]) for n in names if n.startswith("model.layers.")}
+        assert layers == set(range(a, b))
+        assert ("model.embed_tokens.weight" in names) == (a == 0)
+        assert ("lm_head.weight" in names) == (b == 4)
+        await p.announcer.publish_once()
+    out = await submit_job(
+        agg.endpoint, generate_secret_key(), model=cid, prompt_ids=PROMPT, max_new_tokens=NEW
+    )
+    assert out.state == "completed", out.error
+    assert out.plan is not None
+    assert [
+        (s["shard"]["layer_start"], s["shard"]["layer_end"]) for s in out.plan["replicas"][0]
+    ] == [(0, 2), (2, 4)]
+    assert out.tokens == hf_greedy(model, PROMPT, NEW)
