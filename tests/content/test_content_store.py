@@ -245,3 +245,31 @@ def test_car_fuzz(data: bytes) -> None:
         list(sections)
     except CarError:
         pass
+
+
+@pytest.mark.interop
+def test_car_interop_with_ipld_car(tmp_path: Path) -> None:
+    """Our CAR reads in @ipld/car, and a CAR written by @ipld/car imports into our store."""
+    from content_streams import oracle
+
+    d = tmp_path / "d"
+    (d / "s").mkdir(parents=True)
+    (d / "s" / "a.txt").write_text("hi")
+    (d / "big.bin").write_bytes(gen_bytes(2 * MIB + 5))
+    s = BlockStore(tmp_path / "ours", fsync=False)
+    root = add(s, d)
+    with open(tmp_path / "ours.car", "wb") as f:
+        export_car(s, root, f)
+    got = oracle("car-read", str(tmp_path / "ours.car"))[0]
+    assert got["roots"] == [str(root)]
+    assert sorted(b["cid"] for b in got["blocks"]) == sorted(map(str, s.cids()))
+    assert all(b["ok"] for b in got["blocks"])
+    made = oracle("car-dir", str(d), str(tmp_path / "js.car"))[0]
+    assert made["root"] == str(root)
+    t = BlockStore(tmp_path / "theirs", fsync=False)
+    with open(tmp_path / "js.car", "rb") as f:
+        roots, n = import_car(t, f)
+    assert roots == [root]
+    assert n == made["blocks"]
+    export_to_path(t, root, tmp_path / "out")
+    assert (tmp_path / "out" / "big.bin").read_bytes() == (d / "big.bin").read_bytes()

@@ -6,6 +6,8 @@
 //   node oracle.mjs dir PATH          root CID of a directory tree (like `ipfs add -r`)
 //   node oracle.mjs decode HEX        decode a dag-pb block (+ UnixFS Data) to JSON
 //   node oracle.mjs decode-many       the same for a JSON array of hex blocks on stdin
+//   node oracle.mjs car-read FILE     roots and blocks of a CAR (@ipld/car), each block re-hashed
+//   node oracle.mjs car-dir PATH OUT  import a directory, write its blocks as a CAR (@ipld/car)
 //
 // Deterministic stream: segment s (1 MiB each) is BASE with bytes 0..7 replaced by s as a
 // little-endian u64; BASE[i] = (i * 2654435761 >>> 13) & 0xff over 32-bit unsigned arithmetic.
@@ -13,6 +15,8 @@
 import { importer } from 'ipfs-unixfs-importer'
 import { UnixFS } from 'ipfs-unixfs'
 import * as dagPb from '@ipld/dag-pb'
+import { CarReader, CarWriter } from '@ipld/car'
+import crypto from 'node:crypto'
 import fs from 'node:fs'
 import path from 'node:path'
 
@@ -86,6 +90,29 @@ if (mode === 'gen') {
       console.log(JSON.stringify({ ok: false, error: String(e.message) }))
     }
   }
+} else if (mode === 'car-read') {
+  const reader = await CarReader.fromBytes(fs.readFileSync(arg))
+  const blocks = []
+  for await (const { cid, bytes } of reader.blocks()) {
+    const ok = Buffer.from(crypto.createHash('sha256').update(bytes).digest()).equals(Buffer.from(cid.multihash.digest))
+    blocks.push({ cid: cid.toString(), size: bytes.length, ok })
+  }
+  console.log(JSON.stringify({ roots: (await reader.getRoots()).map(String), blocks }))
+} else if (mode === 'car-dir') {
+  const kept = new Map()
+  const keep = { put: async (cid, bytes) => { kept.set(cid.toString(), { cid, bytes }); return cid } }
+  const out = []
+  walk(path.dirname(path.resolve(arg)), path.basename(path.resolve(arg)), out)
+  let root
+  for await (const e of importer(out, keep, options)) root = e.cid
+  const { writer, out: car } = CarWriter.create([root])
+  const chunks = []
+  const drain = (async () => { for await (const c of car) chunks.push(c) })()
+  for (const block of kept.values()) await writer.put(block)
+  await writer.close()
+  await drain
+  fs.writeFileSync(process.argv[4], Buffer.concat(chunks))
+  console.log(JSON.stringify({ root: root.toString(), blocks: kept.size }))
 } else if (mode === 'decode') {
   console.log(JSON.stringify(describe(Buffer.from(arg, 'hex'))))
 } else {
