@@ -30,6 +30,7 @@ from infernet_ref.ws.errors import ConnectionClosed, ConnectionClosedOK, Invalid
 from infernet_ref.ws.events import CloseReceived, Message, Pong, ProtocolFailed
 from infernet_ref.ws.frames import CloseCode
 from infernet_ref.ws.http import Headers, HttpRequest
+from infernet_ref.ws.keepalive import Keepalive
 
 logger = logging.getLogger("infernet_ref.ws")
 
@@ -56,8 +57,6 @@ class WebSocket(asyncio.Protocol):
         self._max_queue_bytes = max_queue_bytes
         self._queued_bytes = 0
         self._write_limit = write_limit
-        self.ping_interval = ping_interval
-        self.ping_timeout = ping_timeout
         self.close_timeout = close_timeout
         self._conn: Connection | None = None
         self._transport: asyncio.Transport | None = None
@@ -69,8 +68,13 @@ class WebSocket(asyncio.Protocol):
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._fragmenting: asyncio.Future[None] | None = None
         self._pings: dict[bytes, tuple[asyncio.Future[float], float]] = {}
-        self._keepalive_payload: bytes | None = None
-        self._keepalive_handle: asyncio.TimerHandle | None = None
+        self._keepalive = Keepalive(
+            self._loop,
+            ping_interval,
+            ping_timeout,
+            self._send_keepalive_ping,
+            self._keepalive_expired,
+        )
         self._close_handle: asyncio.TimerHandle | None = None
         self._lost = False
         self._closed_waiter: asyncio.Future[None] = self._loop.create_future()
@@ -96,7 +100,7 @@ class WebSocket(asyncio.Protocol):
     def _open(self, conn: Connection, leftover: bytes) -> None:
         """Enter the OPEN state (§4.1, §4.2.2) and feed bytes that followed the handshake."""
         self._conn = conn
-        self._schedule_keepalive()
+        self._keepalive.start()
         if leftover:
             self._feed(leftover)
 
@@ -185,9 +189,9 @@ class WebSocket(asyncio.Protocol):
         if conn is not None and conn.state is not State.CLOSED:
             conn.receive_eof()
             conn.state = State.CLOSED
-        for handle in (self._keepalive_handle, self._close_handle):
-            if handle is not None:
-                handle.cancel()
+        self._keepalive.stop()
+        if self._close_handle is not None:
+            self._close_handle.cancel()
         err = self._closed_exception()
         waiter = self._recv_waiter
         if waiter is not None and not waiter.done():
@@ -408,33 +412,19 @@ class WebSocket(asyncio.Protocol):
         entry = self._pings.pop(payload, None)
         if entry is not None and not entry[0].done():
             entry[0].set_result(self._loop.time() - entry[1])
-        if payload == self._keepalive_payload:
-            self._keepalive_payload = None
-            self._schedule_keepalive()
+        self._keepalive.pong(payload)
 
-    # -- keepalive -------------------------------------------------------------------------
-
-    def _schedule_keepalive(self) -> None:
-        if self._keepalive_handle is not None:
-            self._keepalive_handle.cancel()
-        if self.ping_interval is not None and not self._lost:
-            self._keepalive_handle = self._loop.call_later(self.ping_interval, self._keepalive)
-
-    def _keepalive(self) -> None:
-        """Send a keepalive ping; fail with 1011 if its pong does not come within ping_timeout."""
+    def _send_keepalive_ping(self, payload: bytes) -> bool:
         conn = self._conn
         if conn is None or conn.state is not State.OPEN or self._transport is None:
-            return
-        self._keepalive_payload = os.urandom(4)
-        self._transport.write(conn.send_ping(self._keepalive_payload))
-        if self.ping_timeout is not None:
-            self._keepalive_handle = self._loop.call_later(
-                self.ping_timeout, self._keepalive_expired
-            )
+            return False
+        self._transport.write(conn.send_ping(payload))
+        return True
 
     def _keepalive_expired(self) -> None:
+        """No pong within ping_timeout (spec/ws.md §5.1): close 1011 if possible, then abort."""
         conn = self._conn
-        if conn is None or self._transport is None or self._keepalive_payload is None:
+        if conn is None or self._transport is None:
             return
         logger.warning("WebSocket peer %s did not answer a keepalive ping", self.remote_address)
         if conn.close_sent is None:
