@@ -17,4 +17,5 @@ MODELS: dict[str, str] = {
     "https://infernet.tech/spec/v1/nostr-event.schema.json": "infernet_models.nostr_event_schema:NostrEvent",
     "https://infernet.tech/spec/v1/nostr-kinds.schema.json": "infernet_models.nostr_kinds_schema:NostrKinds",
     "https://infernet.tech/spec/v1/provider-announcement.schema.json": "infernet_models.provider_announcement_schema:ProviderAnnouncement",
+    "https://infernet.tech/spec/v1/runtime-activation-frame.schema.json": "infernet_models.runtime_activation_frame_schema:ActivationFrameHeader",
 }

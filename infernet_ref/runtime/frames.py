@@ -20,9 +20,12 @@ from dataclasses import dataclass
 
 import torch
 
+from infernet_ref.errors import ValidationError
 from infernet_ref.runtime.errors import FrameError, RequestError
 from infernet_ref.runtime.safetensors_io import decode_tensors, encode_tensors
+from infernet_ref.specs import validate_data
 
+SCHEMA = "runtime-activation-frame"
 FRAME_FORMAT = "infernet.activation.v1"
 DEFAULT_MAX_FRAME_BYTES = 64 << 20
 KINDS = ("input_ids", "hidden_states", "logits")
@@ -67,8 +70,16 @@ def _check_tensor(kind: str, t: torch.Tensor) -> None:
 
 
 def decode_frame(data: bytes, *, max_size: int = DEFAULT_MAX_FRAME_BYTES) -> ActivationFrame:
-    """Parse and check a frame received from a peer (spec §5.3)."""
-    tensors, meta = decode_tensors(data, max_size=max_size)
+    """Parse and check a frame received from a peer (spec §5.3).
+
+    The header is checked by the strict safetensors parser, then against
+    ``runtime-activation-frame.schema.json``, then tensor by tensor.
+    """
+    tensors, meta, header = decode_tensors(data, max_size=max_size)
+    try:
+        validate_data(header, SCHEMA)
+    except ValidationError as exc:
+        raise FrameError(f"activation frame header: {exc}") from None
     if set(meta) != {"format", "session", "position"} or meta["format"] != FRAME_FORMAT:
         raise FrameError(
             f"frame metadata must be exactly format/session/position, got {sorted(meta)}"

@@ -255,8 +255,11 @@ def encode_tensors(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -
 
 def decode_tensors(
     data: bytes, *, max_size: int, max_header: int = 1 << 16
-) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """Parse a safetensors blob received from a peer; raises only :class:`FrameError`."""
+) -> tuple[dict[str, torch.Tensor], dict[str, str], dict[str, object]]:
+    """Parse a safetensors blob received from a peer; raises only :class:`FrameError`.
+
+    Returns the tensors, the metadata and the header as JSON data (for schema validation).
+    """
     if len(data) > max_size:
         raise FrameError(f"activation frame of {len(data)} bytes exceeds the {max_size}-byte limit")
     header = parse_header(data, len(data), fail=FrameError, max_header=max_header)
@@ -269,4 +272,12 @@ def decode_tensors(
             else torch.empty(0, dtype=info.torch_dtype)
         )
         out[name] = flat.view(info.shape)
-    return out, header.metadata
+    as_json: dict[str, object] = {"__metadata__": header.metadata}
+    for name, info in header.tensors.items():
+        begin = info.start - header.data_start
+        as_json[name] = {
+            "dtype": info.dtype,
+            "shape": list(info.shape),
+            "data_offsets": [begin, begin + info.end - info.start],
+        }
+    return out, header.metadata, as_json

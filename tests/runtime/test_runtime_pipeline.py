@@ -212,7 +212,7 @@ def test_frames_interoperate_with_the_safetensors_library() -> None:
     back = decode_frame(theirs)
     assert torch.equal(back.tensor, t)
     assert back.position == 7
-    with pytest.raises(FrameError, match="exactly one"):
+    with pytest.raises(FrameError, match="not allowed"):
         decode_frame(
             save(
                 {"a": t, "b": t.clone()},
@@ -254,3 +254,24 @@ def test_explicit_sessions_reserve_blocks(gqa: tuple[Path, list[int]]) -> None:
         s.close_session("j-1")
         assert s.blocks.num_free_blocks == 12
         assert s.sessions == []
+
+
+def test_frame_headers_follow_the_schema() -> None:
+    import json
+    import struct
+
+    from infernet_ref.specs import validate_data
+
+    for kind, t in (
+        ("input_ids", torch.arange(3)),
+        ("hidden_states", torch.zeros(2, 4, dtype=torch.float16)),
+        ("logits", torch.zeros(9)),
+    ):
+        data = encode_frame(ActivationFrame("s-0-1", 4, kind, t))
+        (n,) = struct.unpack_from("<Q", data)
+        validate_data(json.loads(data[8 : 8 + n]), "runtime-activation-frame")
+    bad = encode_frame(ActivationFrame("s", 0, "logits", torch.zeros(2))).replace(
+        b'"position":"0"', b'"position":"x"'
+    )
+    with pytest.raises(FrameError, match="position"):
+        decode_frame(bad)
