@@ -32,6 +32,10 @@ def format_report(report: dict[str, Any]) -> str:
     if output:
         text = textwrap.fill(repr(output["text"]), 90, subsequent_indent=" " * 27)
         out.append(_line("output", text))
+    expected = report.get("expected")
+    if expected:
+        text = textwrap.fill(repr(expected["text"]), 90, subsequent_indent=" " * 27)
+        out.append(_line("oracle (transformers)", text))
     fault = report.get("fault")
     if fault:
         out.append(

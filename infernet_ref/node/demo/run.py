@@ -34,6 +34,8 @@ from infernet_ref.node.demo.scenario import (
 )
 from infernet_ref.node.demo.swarm import NodeProc, Swarm, SwarmError
 
+STREAM_EVERY = 8  # print the streamed text every this many tokens
+
 
 async def run_demo(opts: DemoOptions) -> dict[str, Any]:
     """Run the whole demo; returns the report (see module docstring)."""
@@ -156,14 +158,20 @@ async def _job(
     by_key = {n.pubkey: n for n in swarm.nodes.values()}
     fault: dict[str, Any] = {}
     state.report["fault"] = fault
+    streamed: list[int] = []
 
     async def on_event(kind: str, data: dict[str, Any]) -> None:
         if kind == "accepted":
             state.report["plan"] = data.get("plan")
             state.step("job accepted", plan=_plan_text(data.get("plan"), by_key))
         elif kind == "tokens":
-            if opts.on_step is not None:
-                opts.on_step(f"           token {data['done']:3d}: {decode_bytes(data['ids'])!r}")
+            streamed.extend(data["ids"])
+            if opts.on_step is not None and (
+                data["done"] % STREAM_EVERY == 0 or data["done"] == opts.kill_after_tokens
+            ):
+                opts.on_step(
+                    f"{'':>11} streamed {data['done']:3d} tokens: {decode_bytes(streamed)!r}"
+                )
             if opts.kill and not fault and data["done"] >= opts.kill_after_tokens:
                 victim = _victim(state.report.get("plan"), by_key)
                 swarm.kill(victim)
