@@ -9,7 +9,9 @@ longer counts towards the ``k`` nearest, but a late answer is still used) and :m
 (the hard timeout, an error or a proof that failed). A path terminates when its ``k`` nearest
 live candidates have all answered (paper §2.3). With ``paths = d > 1`` the seeds are dealt round
 robin to ``d`` paths and a node is visited by at most one path (S/Kademlia §4.4 disjoint paths),
-so an adversary on one path cannot steer the others. The lookup never sends anything itself.
+so an adversary on one path cannot steer the others. In ``exhaustive`` mode (value lookups) a
+path whose k nearest all answered goes on through its farther candidates until none are left
+or the caller stops it. The lookup never sends anything itself.
 """
 
 from __future__ import annotations
@@ -62,7 +64,14 @@ class Lookup:
     """One iterative lookup for ``target`` (spec/dht.md §Lookups)."""
 
     def __init__(
-        self, target: bytes, *, own_id: bytes, k: int = 20, alpha: int = ALPHA, paths: int = 1
+        self,
+        target: bytes,
+        *,
+        own_id: bytes,
+        k: int = 20,
+        alpha: int = ALPHA,
+        paths: int = 1,
+        exhaustive: bool = False,
     ) -> None:
         if paths < 1 or alpha < 1 or k < 1:
             raise ValueError("paths, alpha and k must be positive")
@@ -70,6 +79,7 @@ class Lookup:
         self.t_int = int.from_bytes(target, "big")
         self.k = k
         self.alpha = alpha
+        self.exhaustive = exhaustive
         self.paths = [_Path() for _ in range(paths)]
         self._seen_addr: set[Addr] = set()
         self._seen_id: set[bytes] = {own_id}
@@ -125,8 +135,27 @@ class Lookup:
             if all(c.state == CandState.ANSWERED for c in nearest) and (
                 nearest or p.in_flight == 0
             ):
+                if self.exhaustive and self._widen(p, out):
+                    continue
                 p.done = True
         return out
+
+    def _widen(self, p: _Path, out: list[Candidate]) -> bool:
+        """Exhaustive mode: query candidates beyond the k nearest; False once none are left.
+
+        A value lookup that a path's k nearest could not answer goes on through the path's
+        farther candidates (spec/dht.md rule 25): liars that answer only with each other can
+        capture a path's k nearest, but not the honest contacts it learned before.
+        """
+        for c in p.shortlist:
+            if p.in_flight >= self.alpha:
+                break
+            if c.state == CandState.NEW:
+                c.state = CandState.IN_FLIGHT
+                p.in_flight += 1
+                self.queried += 1
+                out.append(c)
+        return p.in_flight > 0
 
     @property
     def done(self) -> bool:

@@ -97,6 +97,7 @@ class LookupOp(Operation):
             k=core.config.k,
             alpha=core.config.alpha,
             paths=self.paths,
+            exhaustive=self.want_values,
         )
         seeds = core.table.closest(self.target, core.config.k * self.paths)
         self.lookup.seed([(c.node_id, c.addr) for c in seeds])

@@ -42,7 +42,7 @@ class DHTConfig:
     k: int = 20
     alpha: int = 3
     min_timeout: float = 0.05
-    max_timeout: float = 2.0
+    max_timeout: float = 1.0
     initial_timeout: float = 1.0
     hard_timeout: float = 4.0
     refresh_interval: float = 3600.0

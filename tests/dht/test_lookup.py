@@ -124,3 +124,35 @@ def test_shortlist_is_capped_under_floods() -> None:
     flood = [(rng.randbytes(32), (f"9.9.{i // 250}.{i % 250}", 1)) for i in range(1000)]
     lk.on_response(c, c.node_id, flood, None)
     assert len(lk.paths[0].shortlist) <= 5 * 4 + 1
+
+
+def test_exhaustive_value_lookup_escapes_a_captured_path() -> None:
+    """Honest nodes know the target's neighbourhood only roughly (each hop halves the rank, as in
+    Kademlia); liars just beyond the nearest five answer only with each other. A plain path is
+    captured by them; exhaustive mode goes on through the honest candidates and gets there."""
+    ids, addrs = _network(300, 7)
+    rng = random.Random(8)
+    target = rng.randbytes(32)
+    ranked = _closest(ids[1:], target, 300)
+    rank = {nid: i for i, nid in enumerate(ranked)}
+    liars = set(ranked[5:45:2])
+    honest = [x for x in ranked if x not in liars]
+    seeds = [ranked[7], *honest[150:160]]  # one liar among the seeds
+
+    def run(exhaustive: bool) -> set[bytes]:
+        lk = Lookup(target, own_id=ids[0], paths=1, exhaustive=exhaustive)
+        lk.seed([(x, addrs[x]) for x in seeds])
+        for _ in range(500):
+            batch = lk.next_queries()
+            if lk.done or not batch:
+                break
+            for c in batch:
+                if c.node_id in liars:
+                    known = sorted(liars, key=rank.__getitem__)
+                else:
+                    known = [x for x in honest if rank[x] >= rank[c.node_id] // 2]
+                lk.on_response(c, c.node_id, [(x, addrs[x]) for x in known[:20]], None)
+        return {c.node_id for c in lk.answered()}
+
+    assert not run(False) & set(ranked[:5])
+    assert run(True) & set(ranked[:5])
