@@ -188,3 +188,47 @@ def test_extension_header_parser(header: str) -> None:
     for name, params in items:
         assert name
         assert all(isinstance(p, str) for p, _ in params)
+
+
+UPGRADE = (
+    b"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@given(
+    garbage=st.lists(st.binary(min_size=1, max_size=200), min_size=1, max_size=5),
+    upgrade=st.booleans(),
+)
+@settings(max_examples=25)
+def test_live_server_survives_hostile_bytes(garbage: list[bytes], upgrade: bool) -> None:
+    """End to end: hostile bytes (after a valid upgrade or instead of one) never take the
+    server down; the next client is served normally."""
+    import asyncio
+
+    from infernet_ref import ws
+
+    async def echo(conn: ws.WebSocket) -> None:
+        async for message in conn:
+            await conn.send(message)
+
+    crashes: list[dict[str, object]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: crashes.append(ctx))
+        async with ws.serve(echo, open_timeout=1, close_timeout=0.5) as server:
+            reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+            if upgrade:
+                writer.write(UPGRADE)
+            for chunk in garbage:
+                writer.write(chunk)
+            await writer.drain()
+            with contextlib.suppress(TimeoutError, ConnectionError):
+                await asyncio.wait_for(reader.read(65536), 0.3)
+            writer.close()
+            async with ws.connect(f"ws://127.0.0.1:{server.port}/") as c:
+                await c.send("still alive")
+                assert await c.recv() == "still alive"
+
+    asyncio.run(main())
+    assert crashes == []  # no exception escaped a protocol callback
