@@ -1,29 +1,27 @@
 """Run the Triton kernels on CPU through Triton's interpreter.
 
-``triton.jit`` decides between a compiled and an interpreted kernel when the decorator runs, from
-``TRITON_INTERPRET``, so the variable is set here, before any test module imports
-``infernet_kernels``. If another test directory imported the kernels earlier in the same pytest
-session, their modules are reloaded so the kernels are interpreted too.
+``triton.jit`` decides between a compiled and an interpreted function when the decorator runs,
+from ``TRITON_INTERPRET`` — for our kernels and for ``triton.language``'s own jit helpers
+(``tl.sum``, ``tl.max``, ...), which are decorated when triton is first imported. The variable
+is therefore set here, before any test module of this directory imports ``infernet_kernels``.
+If triton was already imported in compiled mode (by a test module collected earlier that
+imports, say, ``transformers``' modeling code at module level), the kernels could not run on
+CPU, and the collection fails with an explanation instead of failing every test obscurely.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 import sys
 
 os.environ["TRITON_INTERPRET"] = "1"
 
-KERNEL_MODULES = (
-    "infernet_kernels._tl",
-    "infernet_kernels.rms_norm",
-    "infernet_kernels.rotary",
-    "infernet_kernels.silu_mul",
-    "infernet_kernels.paged_attention",
-)
+if "triton" in sys.modules:
+    from triton.language import standard
 
-if any(name in sys.modules for name in KERNEL_MODULES):
-    for name in KERNEL_MODULES:
-        if name in sys.modules:
-            importlib.reload(sys.modules[name])
-    importlib.reload(sys.modules["infernet_kernels"])
+    if type(standard.sum).__name__ != "InterpretedFunction":
+        raise RuntimeError(
+            "tests/kernels: triton was imported before TRITON_INTERPRET=1 was set, so its jit "
+            "functions are compiled-mode and cannot run on CPU tensors. Set TRITON_INTERPRET=1 "
+            "in the environment (or at the top of tests/conftest.py), or run tests/kernels first."
+        )

@@ -54,3 +54,26 @@ def test_tolerance_table_covers_every_op_and_dtype() -> None:
 
 def test_next_power_of_2() -> None:
     assert [next_power_of_2(n) for n in (0, 1, 2, 3, 80, 128, 129)] == [1, 1, 2, 4, 128, 128, 256]
+
+
+def test_conftest_explains_a_triton_imported_too_early() -> None:
+    """If an earlier test module imported triton in compiled mode, the collection of this
+    directory fails with an explanation (the kernels could not run on CPU)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    conftest = Path(__file__).with_name("conftest.py")
+    script = f"import runpy, triton.language; runpy.run_path({str(conftest)!r})"
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "triton was imported before TRITON_INTERPRET=1 was set" in proc.stderr
