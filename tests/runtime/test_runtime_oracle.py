@@ -115,3 +115,23 @@ def test_half_precision_load_tracks_transformers(
     ours = prefill_logits(model, ids)
     assert (ours - ref).abs().max() < 0.05 * ref.abs().max()
     assert (ours.argmax(-1) == ref.argmax(-1)).float().mean() >= 0.75
+
+
+def test_chunked_prefill_after_context_matches_transformers(
+    checkpoints: dict[str, tuple[Path, Any]],
+) -> None:
+    """T > 1 new tokens on top of cached context (the masked, gathered attention path)."""
+    from infernet_ref.runtime.frames import ActivationFrame, decode_frame, encode_frame
+    from infernet_ref.runtime.pipeline import PipelineStage
+
+    path, hf = checkpoints["qwen2-bias"]
+    stage = PipelineStage.load(path, (0, 3), num_blocks=16, block_size=4)
+    ids = [5, 9, 2, 7, 7, 1, 3, 8, 4, 6, 2]
+    pos = 0
+    for chunk in (ids[:3], ids[3:8], ids[8:]):
+        frame = ActivationFrame("c", pos, "input_ids", torch.tensor(chunk))
+        logits = decode_frame(stage.forward(encode_frame(frame))).tensor
+        pos += len(chunk)
+        with torch.inference_mode():
+            ref = hf(torch.tensor([ids[:pos]])).logits[0, -1].float()
+        torch.testing.assert_close(logits, ref, atol=2e-5, rtol=1e-4)
