@@ -18,6 +18,7 @@ from pathlib import Path
 from infernet_ref.node.sandbox import InProcessExecutor, WorkerCrashed
 from infernet_ref.node.sandbox.spec import Executor, WorkerHandle, WorkerSpec
 
+pytest_plugins = ["sandbox_fixtures"]  # executor / model_dir fixtures
 PROBE = "infernet_ref.node.sandbox.probe"
 HERE = os.path.abspath(__file__)
 

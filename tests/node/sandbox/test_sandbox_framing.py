@@ -65,6 +65,7 @@ def test_byte_by_byte_feeding_and_back_to_back_frames() -> None:
         (struct.pack(">I", 2) + b"{}" + struct.pack(">Q", (1 << 30) + 1), "payload"),
         (raw_frame(b'{"a":9007199254740993}'), "canonical"),
     ],
+    ids=lambda v: v if isinstance(v, str) else None,
 )
 def test_invalid_frames_raise_framing_error(wire: bytes, why: str) -> None:
     dec = FrameDecoder()

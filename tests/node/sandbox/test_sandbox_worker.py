@@ -18,6 +18,7 @@ from infernet_ref.node.sandbox import InProcessExecutor, WorkerError, WorkerSpec
 from infernet_ref.node.sandbox.spec import Executor, WorkerHandle
 from infernet_ref.runtime.frames import ActivationFrame, decode_frame, encode_frame
 
+pytest_plugins = ["sandbox_fixtures"]  # executor / model_dir fixtures
 PROMPT = [1, 17, 5, 42, 9, 33]
 NEW = 10
 

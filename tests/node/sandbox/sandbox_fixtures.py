@@ -1,5 +1,7 @@
 """Fixtures for the sandbox tests: one executor per backend, skipped with a visible reason.
 
+(A plain module, not ``conftest.py``: tests/node/conftest.py is imported by name elsewhere.)
+
 Docker cases need a reachable daemon (``scripts/setup.d/50-docker.sh`` starts one); bubblewrap
 cases need ``bwrap`` able to create namespaces. Each fixture builds its executor once per test.
 """
