@@ -15,13 +15,15 @@ from collections import deque
 class ByteQueue:
     """A FIFO of received bytes with O(1) append and at most one copy per read."""
 
-    __slots__ = ("_chunks", "_pos", "size")
+    __slots__ = ("_chunks", "_pos", "at_boundary", "size")
 
     def __init__(self) -> None:
         self._chunks: deque[bytes] = deque()
         self._pos = 0  # read offset into self._chunks[0]
         #: Bytes queued (an attribute, not ``__len__`` only: the parser reads it per frame).
         self.size = 0
+        #: Set by the frame parser while it waits for the first byte of a new frame.
+        self.at_boundary = True
 
     def __len__(self) -> int:
         return self.size

@@ -33,8 +33,10 @@ from infernet_ref.ws.frames import (
     Opcode,
     encode_frame,
     encode_frame_parts,
+    first_byte_table,
     is_valid_close_code,
     parse_frames,
+    parse_single_frame,
 )
 from infernet_ref.ws.utf8 import Utf8Validator, decode_text
 
@@ -108,11 +110,15 @@ class Connection:
         self._key_pos = 0
         self._is_client = role is Role.CLIENT
         self._buf = ByteQueue()
+        self._masked_in = not self._is_client
+        self._max_frame = max_message_size if max_frame_size is None else max_frame_size
+        rsv_allowed = RSV1 if deflate is not None else 0
+        self._table = first_byte_table(rsv_allowed)
         self._parser = parse_frames(
             self._buf,
-            expect_masked=not self._is_client,
-            max_frame_size=max_message_size if max_frame_size is None else max_frame_size,
-            rsv_allowed=RSV1 if deflate is not None else 0,
+            expect_masked=self._masked_in,
+            max_frame_size=self._max_frame,
+            rsv_allowed=rsv_allowed,
         )
         self._out: list[bytes] = []
         self._reading = True
@@ -133,7 +139,20 @@ class Connection:
         """Feed bytes from the peer; return the events they complete (§5-§7)."""
         if not self._reading:
             return []
-        self._buf.append(data if type(data) is bytes else bytes(data))
+        if type(data) is not bytes:
+            data = bytes(data)
+        buf = self._buf
+        if buf.at_boundary and not buf.size:
+            frame = parse_single_frame(
+                data, self._table, expect_masked=self._masked_in, max_frame_size=self._max_frame
+            )
+            if frame is not None:  # fast path: exactly one small frame
+                try:
+                    event = self._handle(frame)
+                except WebSocketProtocolError as exc:
+                    return [self._fail(exc)]
+                return [] if event is None else [event]
+        buf.append(data)
         events: list[Event] = []
         try:
             while (frame := next(self._parser)) is not None:

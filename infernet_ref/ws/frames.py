@@ -159,7 +159,7 @@ def _first_byte_error(b0: int, rsv_allowed: int) -> WebSocketProtocolError:
     return _fail("peer set RSV1 on a control frame (RFC 7692 §6.1)")
 
 
-def _first_byte_table(rsv_allowed: int) -> tuple[int, ...]:
+def first_byte_table(rsv_allowed: int) -> tuple[int, ...]:
     """For each possible first header byte: its opcode, or -1 if it breaks a rule."""
     table = []
     for b0 in range(256):
@@ -179,11 +179,13 @@ def parse_frames(
     ``expect_masked`` is True on a server (client frames MUST be masked, §5.1) and False on a
     client (server frames MUST NOT be masked). ``max_frame_size`` bounds one payload (1009).
     """
-    table = _first_byte_table(rsv_allowed)
+    table = first_byte_table(rsv_allowed)
     key_len = 4 if expect_masked else 0
     while True:
+        buf.at_boundary = True
         while buf.size < 2:
             yield None
+        buf.at_boundary = False
         b0, b1 = buf.peek2()
         opcode = table[b0]
         if opcode < 0:
@@ -240,6 +242,47 @@ def parse_frames(
         else:
             payload = data if type(data) is bytes else bytes(data)
         yield Frame(opcode, payload, bool(b0 & FIN), bool(b0 & RSV1))
+
+
+def parse_single_frame(
+    data: bytes, table: tuple[int, ...], *, expect_masked: bool, max_frame_size: int
+) -> Frame | None:
+    """``data`` as one frame if it is exactly one valid frame with a 7- or 16-bit length, else None.
+
+    The fast path for the commonest input, one message per read: it applies every rule
+    :func:`parse_frames` applies to such a frame and leaves anything else (errors included) to
+    the generator.
+    """
+    n = len(data)
+    if n < 2:
+        return None
+    b0 = data[0]
+    b1 = data[1]
+    opcode = table[b0]
+    if opcode < 0 or bool(b1 & MASK_BIT) != expect_masked:
+        return None
+    length = b1 & 0x7F
+    head = 2
+    if length == 126:
+        if n < 4 or opcode >= Opcode.CLOSE:
+            return None
+        length = (data[2] << 8) | data[3]
+        if length < 126:
+            return None
+        head = 4
+    elif length == 127:
+        return None
+    if length > max_frame_size:
+        return None
+    if expect_masked:
+        if n != head + 4 + length:
+            return None
+        payload = apply_mask(memoryview(data)[head + 4 :], data[head : head + 4])
+    else:
+        if n != head + length:
+            return None
+        payload = data[head:]
+    return Frame(opcode, payload, bool(b0 & FIN), bool(b0 & RSV1))
 
 
 def _too_big(length: int, limit: int) -> WebSocketProtocolError:
