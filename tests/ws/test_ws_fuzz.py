@@ -232,3 +232,25 @@ def test_live_server_survives_hostile_bytes(garbage: list[bytes], upgrade: bool)
 
     asyncio.run(main())
     assert crashes == []  # no exception escaped a protocol callback
+
+
+frame_like = st.builds(
+    lambda b0, b1, ext, rest: bytes([b0, b1]) + ext + rest,
+    st.integers(0, 255),
+    st.integers(0, 255),
+    st.sampled_from([b"", b"\x00\x7e", b"\x00\x80", b"\x01\x00"]),
+    st.binary(max_size=300),
+)
+
+
+@given(data=st.one_of(frame_like, st.binary(max_size=300)), role=st.sampled_from(list(Role)))
+@settings(max_examples=300)
+def test_fast_path_agrees_with_the_generic_parser(data: bytes, role: Role) -> None:
+    """One read holding one frame takes the fast path; byte by byte takes the generator."""
+    fast, slow = _core(role, False), _core(role, False)
+    whole = fast.receive_data(data)
+    split: list[Event] = []
+    for i in range(len(data)):
+        split += slow.receive_data(data[i : i + 1])
+    assert whole == split
+    assert fast.data_to_send() == slow.data_to_send() or role is Role.CLIENT  # masks differ
