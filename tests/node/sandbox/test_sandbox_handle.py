@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
+from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infernet_ref.errors import LocalProtocolError
 from infernet_ref.node.sandbox import (
@@ -20,8 +24,13 @@ from infernet_ref.node.sandbox import (
 from infernet_ref.node.sandbox import bubblewrap as bwrap_backend
 from infernet_ref.node.sandbox import docker as docker_backend
 from infernet_ref.node.sandbox.channel import handle_frame
+from infernet_ref.node.sandbox.framing import encode_frame
 
 PROBE = "infernet_ref.node.sandbox.probe"
+SCHEMA = Path(__file__).resolve().parents[3] / "spec" / "schemas" / "node-worker.schema.json"
+ERROR_CODES = set(
+    json.loads(SCHEMA.read_text())["$defs"]["WorkerError"]["properties"]["code"]["enum"]
+)
 
 
 async def spawn(*argv: str) -> ProcessWorkerHandle:
@@ -167,3 +176,37 @@ def test_worker_spec_rejects_nonsense() -> None:
         WorkerSpec(env=(("PATH", "/evil"),))
     with pytest.raises(LocalProtocolError):
         WorkerSpec(memory_limit_bytes=1024)
+
+
+header_values = st.none() | st.booleans() | st.integers(-5, 1 << 40) | st.text(max_size=12)
+OPS = ["ping", "stage.open", "stage.forward", "stage.close", "generate", "probe.read", "bogus"]
+
+
+@settings(max_examples=150)
+@given(
+    st.sampled_from(OPS),
+    st.dictionaries(
+        st.sampled_from(["id", "session", "prompt_ids", "max_new_tokens", "seed", "path", "x"]),
+        header_values | st.lists(st.integers(-3, 300), max_size=4),
+        max_size=5,
+    ),
+    st.binary(max_size=64),
+)
+def test_fuzz_requests_always_get_typed_replies(
+    op: str, fields: dict[str, object], payload: bytes
+) -> None:
+    """Any header to the worker (no model loaded) or the probe: a well-formed reply, never a raise."""
+    from infernet_ref.node.sandbox.probe import build_dispatch as probe_dispatch
+    from infernet_ref.node.worker import StageWorker, parse_args
+
+    worker = StageWorker(parse_args([]))  # no --model-dir: every model op is model_unavailable
+    for dispatch in (worker.dispatch, probe_dispatch([])):
+        header = {**fields, "op": op}
+        if op == "probe.read":
+            header["path"] = "/nonexistent/infernet-fuzz"
+        reply, out = handle_frame(dispatch, header, payload)
+        assert isinstance(reply["ok"], bool)
+        if not reply["ok"]:
+            assert reply["error"]["code"] in ERROR_CODES
+            assert out == b""
+        encode_frame(reply, out)  # every reply is itself a valid frame
