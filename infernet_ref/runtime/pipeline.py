@@ -225,6 +225,76 @@ class PipelineResult:
     decode_seconds: float
 
 
+class PipelineDriver:
+    """Sans-I/O driver of one pipelined generation (spec §5.5, spec/job.md dispatch).
+
+    ``next_frame()`` gives the ``input_ids`` frame for stage 0 (the prompt at step 0, then the
+    last sampled token); the caller carries it through the stages by whatever transport it has
+    and hands the last stage's logits frame to ``receive_logits()``, which samples and returns
+    the token. ``restart()`` rewinds to position 0 with prompt + tokens so far (replay on fresh
+    sessions after a reroute); sampling is seeded per output index, so the output is unchanged.
+    """
+
+    def __init__(
+        self,
+        prompt: Sequence[int],
+        params: SamplingParams,
+        *,
+        session: str = "s0",
+        eos_token_ids: Sequence[int] = (),
+    ) -> None:
+        if not prompt:
+            raise RequestError("the prompt is empty")
+        self.prompt, self.params, self.session = list(prompt), params, session
+        self.seed = resolve_seed(params.seed)
+        self.eos = set(eos_token_ids)
+        self.output: list[int] = []
+        self.finish_reason: str | None = None
+        self.position = 0
+        self._pending = list(prompt)
+        self._generator = torch.Generator()
+
+    @property
+    def done(self) -> bool:
+        return self.finish_reason is not None
+
+    def next_frame(self) -> bytes:
+        if self.done:
+            raise RequestError("the generation is finished")
+        ids = torch.tensor(self._pending, dtype=torch.int64)
+        return encode_frame(ActivationFrame(self.session, self.position, "input_ids", ids))
+
+    def receive_logits(self, data: bytes) -> int:
+        """Sample the next token from the last stage's reply; returns it."""
+        frame = decode_frame(data)
+        expect = (self.session, self.position)
+        if frame.kind != "logits" or (frame.session, frame.position) != expect:
+            raise FrameError(
+                f"expected logits for {expect}, got {frame.kind!r} for "
+                f"{(frame.session, frame.position)}"
+            )
+        p = self.params
+        token = int(
+            sample(
+                frame.tensor.unsqueeze(0), [p], [self.seed], [len(self.output)], self._generator
+            )[0]
+        )
+        self.position += len(self._pending)
+        self._pending = [token]
+        self.output.append(token)
+        if token in p.stop_token_ids:
+            self.finish_reason = "stop"
+        elif token in self.eos and not p.ignore_eos:
+            self.finish_reason = "eos"
+        elif len(self.output) >= p.max_tokens:
+            self.finish_reason = "length"
+        return token
+
+    def restart(self) -> None:
+        """Replay from position 0 on fresh sessions: prompt + every token so far."""
+        self.position, self._pending = 0, self.prompt + self.output
+
+
 def generate_pipeline(
     stages: Sequence[StageFn],
     prompt: Sequence[int],
@@ -232,36 +302,21 @@ def generate_pipeline(
     *,
     session: str = "s0",
     eos_token_ids: Sequence[int] = (),
-    wire_dtype: torch.dtype | None = None,
 ) -> PipelineResult:
-    """Drive a chain of stages (each ``bytes -> bytes``) and sample each next token (spec §5.5)."""
-    seed = resolve_seed(params.seed)
-    gen = torch.Generator()
-    ids, reason = list(prompt), "length"
-    out: list[int] = []
+    """Drive a chain of stages (each ``bytes -> bytes``) to the end of the generation."""
+    driver = PipelineDriver(prompt, params, session=session, eos_token_ids=eos_token_ids)
     timings = [0.0, 0.0]
-    pos = 0
-    while len(out) < params.max_tokens:
+    while not driver.done:
         start = time.perf_counter()
-        frame = ActivationFrame(session, pos, "input_ids", torch.tensor(ids, dtype=torch.int64))
-        data = encode_frame(frame, wire_dtype)
+        data = driver.next_frame()
         for stage in stages:
             data = stage(data)
-        result = decode_frame(data)
-        if result.kind != "logits":
-            raise FrameError(f"the last stage answered {result.kind!r}, not logits")
-        token = int(sample(result.tensor.unsqueeze(0), [params], [seed], [len(out)], gen)[0])
-        timings[0 if pos == 0 else 1] += time.perf_counter() - start
-        pos += len(ids)
-        out.append(token)
-        ids = [token]
-        if token in params.stop_token_ids:
-            reason = "stop"
-            break
-        if token in eos_token_ids and not params.ignore_eos:
-            reason = "eos"
-            break
-    return PipelineResult(out, reason, seed, timings[0], timings[1])
+        first = driver.position == 0
+        driver.receive_logits(data)
+        timings[0 if first else 1] += time.perf_counter() - start
+    return PipelineResult(
+        driver.output, driver.finish_reason or "length", driver.seed, timings[0], timings[1]
+    )
 
 
 def serve_stage(

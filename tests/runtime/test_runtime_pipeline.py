@@ -275,3 +275,30 @@ def test_frame_headers_follow_the_schema() -> None:
     )
     with pytest.raises(FrameError, match="position"):
         decode_frame(bad)
+
+
+def test_driver_replay_after_reroute_gives_the_same_tokens(gqa: tuple[Path, list[int]]) -> None:
+    """spec/job.md failure and replay: fresh sessions, prompt + tokens so far, same output."""
+    from infernet_ref.runtime.pipeline import PipelineDriver
+
+    path, _ = gqa
+    params = SamplingParams(max_tokens=12, temperature=0.8, top_k=40, seed=5)
+    stages = [PipelineStage.load(path, r, num_blocks=16, block_size=4) for r in ((0, 2), (2, 3))]
+    whole = generate_pipeline([s.forward for s in stages], PROMPT, params, session="a").output
+    driver = PipelineDriver(PROMPT, params, session="b")
+    for _ in range(5):
+        data = driver.next_frame()
+        for s in stages:
+            data = s.forward(data)
+        driver.receive_logits(data)
+    fresh = [PipelineStage.load(path, r, num_blocks=16, block_size=4) for r in ((0, 1), (1, 3))]
+    driver.restart()  # the "provider" of stage 1 vanished: new stages, new split
+    while not driver.done:
+        data = driver.next_frame()
+        for s in fresh:
+            data = s.forward(data)
+        driver.receive_logits(data)
+    assert driver.output == whole
+    assert driver.finish_reason == "length"
+    with pytest.raises(FrameError, match="expected logits"):
+        driver.receive_logits(encode_frame(ActivationFrame("zz", 0, "logits", torch.zeros(97))))
