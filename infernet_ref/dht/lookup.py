@@ -141,7 +141,8 @@ class Lookup:
         return out
 
     def _widen(self, p: _Path, out: list[Candidate]) -> bool:
-        """Exhaustive mode: query candidates beyond the k nearest; False once none are left.
+        """Exhaustive mode: query candidates beyond the k nearest; False once none are left
+        and no stalled query may still answer.
 
         A value lookup that a path's k nearest could not answer goes on through the path's
         farther candidates (spec/dht.md rule 25): liars that answer only with each other can
@@ -155,7 +156,9 @@ class Lookup:
                 p.in_flight += 1
                 self.queried += 1
                 out.append(c)
-        return p.in_flight > 0
+        # A slow node is not a missing one: wait for stalled queries (until their hard
+        # deadline) before giving up on the path.
+        return p.in_flight > 0 or any(c.state == CandState.STALLED for c in p.shortlist)
 
     @property
     def done(self) -> bool:

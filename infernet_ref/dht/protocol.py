@@ -46,7 +46,7 @@ class DHTConfig:
     initial_timeout: float = 1.0
     hard_timeout: float = 4.0
     refresh_interval: float = 3600.0
-    health_interval: float = 300.0
+    health_interval: float = 900.0
     republish_interval: float = 3600.0
     maintenance_tick: float = 10.0
     token_rotate: float = 300.0

@@ -304,11 +304,14 @@ def _make_liar(core: DHTCore, liars: list[DHTCore], addr_of: dict[bytes, tuple[s
             res["pk"] = core.prover.public_key
             res["sig"] = core.prover.sign(challenge_digest(dg.body["c"], dg.body["id"]), bytes(32))
         if dg.op in (Op.FIND_NODE, Op.FIND_VALUE):
+            t = int.from_bytes(dg.body.get("target") or dg.body["key"], "big")
+            near = sorted(
+                (lc for lc in liars if lc is not core),
+                key=lambda lc: int.from_bytes(lc.node_id, "big") ^ t,
+            )
             res["nodes"] = [
-                [lc.node_id, wire.pack_ip(addr_of[lc.node_id][0]), 4000]
-                for lc in liars
-                if lc is not core
-            ][:20]
+                [lc.node_id, wire.pack_ip(addr_of[lc.node_id][0]), 4000] for lc in near[:20]
+            ]
         if dg.op == Op.FIND_VALUE:
             _, forged = content_record(bytes([66]) * 32)
             res["values"] = [dict(forged, content="forged")]
