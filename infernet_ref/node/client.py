@@ -19,7 +19,7 @@ from typing import Any
 
 from infernet_ref.errors import InfernetError
 from infernet_ref.node.errors import RemoteJobError
-from infernet_ref.node.jobstate import JobState
+from infernet_ref.node.jobstate import TRANSITIONS, JobState
 from infernet_ref.node.messages import Message
 from infernet_ref.node.payloads import open_json, output_sha256, seal_json
 from infernet_ref.node.store import Store
@@ -193,8 +193,13 @@ def _record(store: Store, outcome: JobOutcome) -> None:
     if outcome.error:
         fields.update(error=str(outcome.error.get("message")), error_code=outcome.error.get("code"))
     rec = store.find_job(outcome.job, ROLE)
-    if rec is not None and not rec.terminal:
-        store.transition(outcome.job, ROLE, state, now=time.time(), **fields)
+    if rec is None or rec.terminal:
+        return
+    if state is JobState.COMPLETED:  # accepted (planned) and running happened on the way
+        for step in (JobState.PLANNED, JobState.RUNNING):
+            if step in TRANSITIONS[rec.state]:
+                rec = store.transition(outcome.job, ROLE, step, now=time.time())
+    store.transition(outcome.job, ROLE, state, now=time.time(), **fields)
 
 
 async def job_request(

@@ -50,18 +50,26 @@ async def swarm(
     memory: int,
     paths: list[Path] | None = None,
 ) -> tuple[list[Node], Node]:
+    import dataclasses
+
     provs = []
     for i in range(providers):
-        path = (paths or [])[i] if paths and i < len(paths) else model_path
         cfg = node_config(
             tmp,
             f"p{i}",
             roles=["provider"],
             sandbox=SANDBOX,
-            models=[{"cid": cid, "path": str(path)}],
+            models=[{"cid": cid, "path": str(model_path)}],
             resources={"devices": [{"kind": "cpu", "memory_bytes": memory}]},
         )
-        provs.append(await start(nodes, cfg))
+        node = await start(nodes, cfg)
+        if paths and i < len(paths) and paths[i] != model_path:
+            # a dishonest provider: it passed the start-up CID check, then serves other weights
+            assert node.provider is not None
+            node.provider.models[cid] = dataclasses.replace(
+                node.provider.models[cid], path=paths[i]
+            )
+        provs.append(node)
     agg = await start(
         nodes,
         node_config(
