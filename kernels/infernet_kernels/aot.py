@@ -75,7 +75,7 @@ def variants(dtype: str) -> list[Variant]:
 
     out: list[Variant] = []
     rms = _sig("x_ptr w_ptr out_ptr x_row_stride out_row_stride n_cols", dtype, eps="fp32")
-    for label, block, single, warps in (("4096", 4096, True, 8), ("8192x2pass", 8192, False, 16)):
+    for label, block, single, warps in (("4096", 4096, True, 8), ("8192x2pass", 8192, False, 8)):
         consts = {"BLOCK": block, "SINGLE_PASS": single, "INTERPRETED": False}
         out.append(Variant("rms_norm", label, _rms_norm_kernel, rms, consts, warps, False))
     rot = _sig(
@@ -109,7 +109,7 @@ def variants(dtype: str) -> list[Variant]:
         ("gqa4-d128", 4, 128),
         ("gqa8-d64", 8, 64),
     ):
-        plan = tile_plan(group, head_dim)
+        plan = tile_plan(group, head_dim, element_size=4 if dtype == "fp32" else 2)
         for split in (False, True):
             consts = {
                 "BLOCK_G": plan.block_g,

@@ -271,16 +271,20 @@ class TilePlan:
     num_warps: int
 
 
-def tile_plan(group: int, head_dim: int, use_dot: bool | None = None) -> TilePlan:
+def tile_plan(
+    group: int, head_dim: int, use_dot: bool | None = None, *, element_size: int = 2
+) -> TilePlan:
     """Tiles for ``group`` query heads per KV head: ``tl.dot`` from 4 heads per group up.
 
-    The sizes keep every variant free of register spills on sm_90 according to
-    ``python -m infernet_kernels.aot`` (the broadcast tile stays at 4096 float32 products).
+    The sizes keep every variant free of register spills on sm_80 and sm_90 according to
+    ``python -m infernet_kernels.aot`` (the broadcast tile stays at 4096 float32 products;
+    float32 caches take half as many tokens per tensor-core tile).
     """
     dot = (group >= 4 and head_dim >= 16) if use_dot is None else use_dot
     if dot:
         block_d = max(16, next_power_of_2(head_dim))
-        return TilePlan(True, max(16, next_power_of_2(group)), 32, block_d, 4)
+        block_n = 32 if element_size <= 2 else 16
+        return TilePlan(True, max(16, next_power_of_2(group)), block_n, block_d, 4)
     block_g = next_power_of_2(group)
     block_d = next_power_of_2(head_dim)
     return TilePlan(False, block_g, max(16, min(64, 4096 // (block_g * block_d))), block_d, 4)
@@ -343,7 +347,7 @@ def paged_attention_decode(  # noqa: PLR0917 (positional signature fixed by the 
     out = torch.empty((num_seqs, num_heads, head_dim), dtype=q.dtype, device=q.device)
     if num_seqs == 0:
         return out
-    plan = tile_plan(group, head_dim, use_dot)
+    plan = tile_plan(group, head_dim, use_dot, element_size=q.element_size())
     capacity = block_tables.shape[1] * block_size
     n_parts, partition_size, block_n = _partitioning(
         q, num_kv_heads, capacity, partition_size, plan.block_n

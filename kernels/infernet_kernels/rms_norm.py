@@ -73,11 +73,8 @@ def _rms_norm_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0917
 
 
 def _num_warps(block: int) -> int:
-    if block >= 8192:
-        return 16
-    if block >= 2048:
-        return 8
-    return 4
+    """8 warps from 2048 columns up (16 warps spill at 8192 fp16 columns on sm_90)."""
+    return 8 if block >= 2048 else 4
 
 
 def rms_norm(
