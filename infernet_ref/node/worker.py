@@ -33,6 +33,9 @@ MAX_SESSIONS = 64
 DEFAULT_KV_BLOCKS = 256
 MAX_PROMPT = 1 << 16
 ERROR_CODES = {
+    "UnknownSession": "unknown_session",
+    "SessionExists": "duplicate",
+    "SessionOutOfOrder": "bad_frame",
     "FrameError": "bad_frame",
     "PromptTooLong": "too_long",
     "OutOfKVBlocks": "no_capacity",
@@ -131,20 +134,29 @@ class StageWorker:
         except Exception as exc:
             self.model_error = f"{type(exc).__name__}: {exc}"
 
-    def _forward(self, data: bytes) -> bytes:
+    def _broadcast(self, kind: str, data: bytes) -> None:
         if self.tp > 1:
             from infernet_ref.node.sandbox.ranks import Command, broadcast_command  # noqa: PLC0415
 
-            broadcast_command(Command.FORWARD, data)
+            broadcast_command(Command[kind], data)
+
+    def _forward(self, data: bytes) -> bytes:
+        self._broadcast("FORWARD", data)
         out: bytes = self.stage.forward(data)
         return out
 
+    def _open(self, session: str, max_tokens: int) -> int:
+        # checked here first so a refusal never reaches the followers (they must stay in step)
+        if session in self.stage.sessions:
+            raise OpError("duplicate", f"session {session!r} is already open")
+        blocks: int = self.stage.open_session(session, max_tokens)
+        self._broadcast("OPEN_SESSION", f"{session} {max_tokens}".encode("ascii"))
+        self.sessions.add(session)
+        return blocks
+
     def _close(self, session: str) -> None:
         self.sessions.discard(session)
-        if self.tp > 1:
-            from infernet_ref.node.sandbox.ranks import Command, broadcast_command  # noqa: PLC0415
-
-            broadcast_command(Command.CLOSE_SESSION, session.encode("ascii"))
+        self._broadcast("CLOSE_SESSION", session.encode("ascii"))
         self.stage.close_session(session)
 
     def ping(self) -> dict[str, Any]:
@@ -179,12 +191,13 @@ class StageWorker:
     def _dispatch_model(self, op: str, h: dict[str, Any], payload: bytes) -> Reply:
         if op == "stage.open":
             s = _session(h)
-            if s in self.sessions:
-                raise OpError("duplicate", f"session {s!r} is already open")
-            if len(self.sessions) >= MAX_SESSIONS:
-                raise OpError("no_capacity", f"{MAX_SESSIONS} sessions are open")
-            self.sessions.add(s)
-            return {"session": s, "free_blocks": self.stage.blocks.num_free_blocks}, b""
+            context = self.stage.config.max_position_embeddings
+            blocks = self._open(s, _int(h, "max_tokens", 1, context, context))
+            return {
+                "session": s,
+                "blocks": blocks,
+                "free_blocks": self.stage.blocks.num_free_blocks,
+            }, b""
         if op == "stage.forward":
             s = _session(h)
             if s not in self.sessions:
@@ -231,8 +244,8 @@ class StageWorker:
             top_p=_num(h, "top_p", 1e-9, 1.0, 1.0),
             seed=seed,
         )
-        session = f"generate-{len(self.sessions)}-{id(params)}"
-        self.sessions.add(session)
+        session = f"generate-{secrets.token_hex(8)}"
+        self._open(session, len(ids) + params.max_tokens)
         try:
             res = generate_pipeline(
                 [self._forward],
@@ -321,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         from infernet_ref.node.sandbox.ranks import follower_loop  # noqa: PLC0415
 
         stage = load_stage(args)
-        follower_loop(stage.forward, stage.close_session)
+        follower_loop(stage)
         return 0
     channel = take_stdout()
     followers: list[Any] = []

@@ -18,7 +18,6 @@ import os
 import socket
 import subprocess
 import sys
-from collections.abc import Callable
 from enum import IntEnum
 from typing import Any
 
@@ -34,6 +33,7 @@ class Command(IntEnum):
     FORWARD = 1
     CLOSE_SESSION = 2
     STOP = 3
+    OPEN_SESSION = 4
 
 
 def free_port() -> int:
@@ -91,16 +91,19 @@ def receive_command() -> tuple[Command, bytes]:
     return kind, buf.numpy().tobytes()
 
 
-def follower_loop(forward: Callable[[bytes], Any], close: Callable[[str], None]) -> None:
-    """Rank k's whole life: execute rank 0's commands until STOP."""
+def follower_loop(stage: Any) -> None:
+    """Rank k's whole life: execute rank 0's commands on its ``PipelineStage`` until STOP."""
     while True:
         kind, data = receive_command()
         if kind is Command.STOP:
             return
-        if kind is Command.CLOSE_SESSION:
-            close(data.decode("ascii", errors="replace"))
-            continue
         try:
-            forward(data)
-        except InfernetError as exc:  # rank 0 hits the same error and reports it
+            if kind is Command.CLOSE_SESSION:
+                stage.close_session(data.decode("ascii", errors="replace"))
+            elif kind is Command.OPEN_SESSION:
+                session, _, max_tokens = data.decode("ascii", errors="replace").partition(" ")
+                stage.open_session(session, int(max_tokens))
+            else:
+                stage.forward(data)
+        except InfernetError as exc:  # rank 0 hit the same error first and reported it
             print(f"rank follower: {type(exc).__name__}: {exc}", file=sys.stderr, flush=True)

@@ -107,9 +107,11 @@ async def test_whole_model_worker_matches_transformers(
         with pytest.raises(WorkerError) as info:
             await w.request({"op": "stage.forward", "session": "nope"}, b"")
         assert info.value.error_code == "unknown_session"
-        await w.request({"op": "stage.open", "session": "s-2"})
+        opened, _ = await w.request({"op": "stage.open", "session": "s-2", "max_tokens": 40})
+        assert opened["blocks"] == 3  # 40 tokens in blocks of 16, reserved up front
         with pytest.raises(WorkerError) as info:
-            await w.request({"op": "stage.open", "session": "s-2"})
+            opened, _ = await w.request({"op": "stage.open", "session": "s-2", "max_tokens": 40})
+        assert opened["blocks"] == 3  # 40 tokens in blocks of 16, reserved up front
         assert info.value.error_code == "duplicate"
         with pytest.raises(WorkerError) as info:
             await w.request({"op": "stage.forward", "session": "s-2"}, b"not safetensors")
