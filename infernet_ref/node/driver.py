@@ -14,6 +14,7 @@ logits, the replayed run yields exactly the tokens an uninterrupted run would.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import time
@@ -91,6 +92,12 @@ class ReplicaDriver:
                 links = await self._setup()
                 await self._generate(links)
                 return self.tokens
+            except (
+                asyncio.CancelledError
+            ):  # the job was cancelled: tell the providers (spec/job.md)
+                await self._teardown(links, cancel=True)
+                links = []
+                raise
             except StageFailed as failure:
                 self.log.warning(
                     "driver.stage_failed",
@@ -280,9 +287,14 @@ class ReplicaDriver:
             )
         return out
 
-    async def _teardown(self, links: list[StageLink]) -> None:
+    async def _teardown(self, links: list[StageLink], *, cancel: bool = False) -> None:
         for link in links:
             with contextlib.suppress(InfernetError, OSError, TimeoutError):
-                await link.peer.request("stage.close", {"session": link.session}, timeout=2)
+                if cancel:
+                    await link.peer.request(
+                        "job.cancel", {"job": self.spec.job, "reason": "cancelled"}, timeout=2
+                    )
+                else:
+                    await link.peer.request("stage.close", {"session": link.session}, timeout=2)
             with contextlib.suppress(InfernetError, OSError):
                 await link.peer.close()

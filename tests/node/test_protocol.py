@@ -239,7 +239,7 @@ def test_send_before_auth_is_local_error() -> None:
         JobConnection(Side.SERVER, EP, generate_secret_key(), T0)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(st.lists(st.one_of(st.binary(max_size=64), st.text(max_size=64)), max_size=8))
 def test_fuzz_any_frames_give_events_never_exceptions(frames: list[bytes | str]) -> None:
     for authed in (False, True):

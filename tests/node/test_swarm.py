@@ -371,3 +371,34 @@ async def test_providers_fetch_only_their_layers_through_the_content_layer(
         (s["shard"]["layer_start"], s["shard"]["layer_end"]) for s in out.plan["replicas"][0]
     ] == [(0, 2), (2, 4)]
     assert out.tokens == hf_greedy(model, PROMPT, NEW)
+
+
+async def test_cancel_a_running_job(tmp_path: Path, tiny_model: Any, no_nodes: list[Node]) -> None:
+    import asyncio
+
+    from infernet_ref.node.client import job_request
+
+    path, _, cid = tiny_model
+    provs, agg = await swarm(tmp_path, path, cid, no_nodes, providers=2, memory=1 << 30)
+    sk = generate_secret_key()
+    cancelled: list[dict[str, Any]] = []
+
+    async def on_event(kind: str, data: dict[str, Any]) -> None:
+        if kind == "tokens" and data["done"] == 3 and not cancelled:
+            job = next(iter(agg.aggregator.running)) if agg.aggregator else ""
+            cancelled.append(await job_request(agg.endpoint, sk, "job.cancel", job))
+
+    out = await submit_job(
+        agg.endpoint, sk, model=cid, prompt_ids=PROMPT, max_new_tokens=200, on_event=on_event
+    )
+    assert cancelled, out
+    assert cancelled[0]["type"] == "sys.ok"
+    assert out.state == "cancelled"
+    assert out.error is not None
+    assert out.error["code"] == 4200
+    assert agg.store.get_job(out.job, "aggregator").state is JobState.CANCELLED
+    async with asyncio.timeout(10):
+        while any(p.provider is not None and p.provider.sessions for p in provs):  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+    recs = [r for p in provs if (r := p.store.find_job(out.job, "provider")) is not None]
+    assert [r.state for r in recs] == [JobState.CANCELLED]  # the provider was told (job.cancel)
