@@ -9,13 +9,18 @@ kernel can never pass by testing the reference.
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import os
-from functools import cache
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
 
 import torch
 
 from infernet_ref.errors import LocalProtocolError
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 #: Floating-point dtypes every kernel accepts (the tolerance table covers exactly these).
 SUPPORTED_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
@@ -29,7 +34,7 @@ class KernelUnavailableError(LocalProtocolError, RuntimeError):
     """Triton or a device able to run the kernel is missing; use the ``*_reference`` twin."""
 
 
-@cache
+@functools.cache
 def triton_importable() -> bool:
     """True when the ``triton`` package is installed (it is the ``kernels`` extra)."""
     return importlib.util.find_spec("triton") is not None
@@ -98,3 +103,18 @@ def next_power_of_2(n: int) -> int:
 def cdiv(a: int, b: int) -> int:
     """Ceiling of ``a / b`` for positive ``b``."""
     return -(-a // b)
+
+
+def on_input_device(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Run a launcher with its first tensor's CUDA device current: Triton launches on the
+    current device, which need not be the tensors' (a rank that never called set_device)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        first = args[0] if args else None
+        if isinstance(first, torch.Tensor) and first.is_cuda:
+            with torch.cuda.device(first.device):
+                return fn(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return wrapper

@@ -34,6 +34,7 @@ from ._common import (
     check_launchable,
     is_interpreted,
     next_power_of_2,
+    on_input_device,
 )
 from ._tl import round_to
 
@@ -312,6 +313,7 @@ def _partitioning(
     return max(1, cdiv(capacity, partition_size)), partition_size, block_n
 
 
+@on_input_device
 def paged_attention_decode(  # noqa: PLR0917 (positional signature fixed by the contract)
     q: torch.Tensor,
     k_cache: torch.Tensor,

@@ -20,6 +20,7 @@ from ._common import (
     check_launchable,
     is_interpreted,
     next_power_of_2,
+    on_input_device,
 )
 from ._tl import round_to
 
@@ -77,6 +78,7 @@ def _num_warps(block: int) -> int:
     return 8 if block >= 2048 else 4
 
 
+@on_input_device
 def rms_norm(
     x: torch.Tensor, weight: torch.Tensor, eps: float, *, block_size: int | None = None
 ) -> torch.Tensor:

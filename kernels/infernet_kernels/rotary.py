@@ -20,6 +20,7 @@ from ._common import (
     check_launchable,
     is_interpreted,
     next_power_of_2,
+    on_input_device,
 )
 from ._tl import round_to
 
@@ -136,6 +137,7 @@ def _check(q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tenso
     check_last_dim_contiguous("k", k)
 
 
+@on_input_device
 def rotary_embedding(
     q: torch.Tensor, k: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:

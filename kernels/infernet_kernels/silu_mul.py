@@ -20,6 +20,7 @@ from ._common import (
     check_launchable,
     is_interpreted,
     next_power_of_2,
+    on_input_device,
 )
 from ._tl import round_to
 
@@ -49,6 +50,7 @@ def _silu_and_mul_kernel(  # type: ignore[no-untyped-def]  # noqa: PLR0917
     tl.store(out_ptr + row * n_inter + cols, round_to(act * up, dt, INTERPRETED), mask=mask)
 
 
+@on_input_device
 def silu_and_mul(x: torch.Tensor, *, block_size: int | None = None) -> torch.Tensor:
     """``silu(x[..., :I]) * x[..., I:]`` for ``x`` (..., 2*I) -> (..., I).
 
