@@ -17,13 +17,16 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import jsonschema.exceptions
+from jsonschema import Draft202012Validator
 from pydantic import BaseModel
 
 from infernet_ref.encoding import canonical_json, json_decode
 from infernet_ref.errors import EncodingError, LocalProtocolError, ValidationError
 from infernet_ref.node.errors import ErrorCode, JobProtocolError
 from infernet_ref.specs import validate_data
-from infernet_ref.specs.registry import default_registry
+from infernet_ref.specs.registry import SPEC_BASE_URI, default_registry
+from infernet_ref.specs.validate import json_path
 
 PROTOCOL_VERSION = 1
 SCHEMA = "job-messages"
@@ -57,14 +60,21 @@ class Message:
 
     type: str
     id: str
-    body: Any
     raw: dict[str, Any]
     re: str | None = None
+    def_name: str = ""
 
     @property
     def body_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = self.raw["body"]
         return body
+
+    @property
+    def body(self) -> Any:
+        """The generated pydantic model of the body (built on access; the hot path uses body_dict)."""
+        return _body_model(self.def_name or body_table()[self.type]).model_validate(
+            self.raw["body"]
+        )
 
 
 def _classify(data: Any, exc: ValidationError) -> JobProtocolError:
@@ -95,22 +105,85 @@ def parse_message(frame: str | bytes, *, max_size: int = DEFAULT_MAX_MESSAGE_SIZ
     return message_from_dict(data)
 
 
+def _inline(node: Any, base: str, registry: Any) -> Any:
+    """A copy of a schema fragment with every ``$ref`` replaced by its target (no cycles here)."""
+    if isinstance(node, list):
+        return [_inline(x, base, registry) for x in node]
+    if not isinstance(node, dict):
+        return node
+    if "$ref" in node:
+        ref = node["$ref"]
+        doc_part, _, pointer = ref.partition("#")
+        doc_id = base if not doc_part else SPEC_BASE_URI + doc_part
+        target: Any = registry.schema(doc_id)
+        for part in [p for p in pointer.split("/") if p]:
+            target = target[part]
+        rest = {k: v for k, v in node.items() if k != "$ref"}
+        inlined = _inline(target, doc_id, registry)
+        return {"allOf": [inlined, _inline(rest, base, registry)]} if rest else inlined
+    return {
+        k: _inline(v, base, registry)
+        for k, v in node.items()
+        if k not in ("$id", "$schema", "$defs", "examples")
+    }
+
+
+@functools.cache
+def _validator(name: str, pointer: str) -> Draft202012Validator:
+    """A validator for a schema (fragment) with references inlined: the same schema, checked
+    about three times faster than through the reference resolver on the per-token hot path."""
+    registry = default_registry()
+    sid = SPEC_BASE_URI + name + ".schema.json"
+    target: Any = registry.schema(sid)
+    for part in [p for p in pointer.split("/") if p]:
+        target = target[part]
+    return Draft202012Validator(
+        _inline(target, sid, registry), format_checker=Draft202012Validator.FORMAT_CHECKER
+    )
+
+
+def _validate(data: Any, name: str, pointer: str = "", prefix: str = "$") -> None:
+    v = _validator(name, pointer)
+    if v.is_valid(data):
+        return
+    err = jsonschema.exceptions.best_match(v.iter_errors(data))
+    assert err is not None
+    raise ValidationError(
+        err.message,
+        path=prefix + json_path(err.absolute_path)[1:],
+        schema=SPEC_BASE_URI + name + ".schema.json",
+    )
+
+
+def _check(data: Any) -> str:
+    """Validate ``data`` as job-messages.schema.json does; returns the body's ``$defs`` name.
+
+    Equivalent to validating against the whole schema (its ``allOf`` is the envelope plus one
+    if/then per type) but cheaper: the envelope schema first, then only the body schema that
+    ``type`` selects, instead of evaluating every branch.
+    """
+    _validate(data, "job-envelope")
+    def_name = body_table().get(data["type"])
+    if def_name is None:
+        validate_data(data, SCHEMA)  # raises with the schema's own message for the type enum
+        raise ValidationError(
+            "unknown type", path="$.type"
+        )  # pragma: no cover - the line above raised
+    _validate(data["body"], SCHEMA, f"/$defs/{def_name}", prefix="$.body")
+    return def_name
+
+
 def message_from_dict(data: Any) -> Message:
     """Validate an already-decoded message (spec/job.md §Messages)."""
     try:
-        validate_data(data, SCHEMA)
+        def_name = _check(data)
     except ValidationError as exc:
         raise _classify(data, exc) from exc
     if data["v"] != PROTOCOL_VERSION:
         raise JobProtocolError(
             f"unsupported protocol version {data['v']}", ErrorCode.UNSUPPORTED_VERSION
         )
-    def_name = body_table()[data["type"]]
-    try:
-        body = _body_model(def_name).model_validate(data["body"])
-    except Exception as exc:  # the schema passed but the model disagrees: report as bad request
-        raise JobProtocolError(f"invalid {data['type']} body: {exc}") from exc
-    return Message(type=data["type"], id=data["id"], body=body, raw=data, re=data.get("re"))
+    return Message(type=data["type"], id=data["id"], raw=data, re=data.get("re"), def_name=def_name)
 
 
 def build_message(
@@ -128,7 +201,7 @@ def build_message(
     if ts is not None:
         msg["ts"] = ts
     try:
-        validate_data(msg, SCHEMA)
+        _check(msg)
     except ValidationError as exc:
         raise LocalProtocolError(f"refusing to send an invalid {msg_type}: {exc}") from exc
     return msg
