@@ -47,6 +47,7 @@ async def test_demo_runs_recovers_and_cleans_up(tmp_path: Path) -> None:
     reroutes = [ev for ev in report["recovery"] if ev["event"] == "driver.reroute"]
     assert reroutes
     assert all(ev["to"] != report["fault"]["killed"] for ev in reroutes)
+    assert report["client_record"] == "completed"
     assert report["cleanup"]["processes_left"] == 0
     assert report["cleanup"]["containers_left"] in (0, None)
     assert "result                   OK" in text

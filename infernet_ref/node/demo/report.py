@@ -24,6 +24,11 @@ def format_report(report: dict[str, Any]) -> str:
     for name, n in nodes.items():
         where = f"layers {n['layers']} on {n['devices']} device(s)" if "layers" in n else n["role"]
         out.append(_line(f"node {name}", f"{n['role']:<10} {n['pubkey'][:16]}…  {where}"))
+    if "dht_joined" in report:
+        joined = report["dht_joined"]
+        out.append(
+            _line("DHT", f"{len(joined)} nodes joined via the bootstrap node: {', '.join(joined)}")
+        )
     if report.get("plan_text"):
         out.append(_line("plan", report["plan_text"]))
     if report.get("prompt") is not None:
@@ -64,6 +69,7 @@ def format_report(report: dict[str, Any]) -> str:
         out.append(
             _line("verification", f"{ver.get('verdict')} over {ver.get('redundancy')} replicas")
         )
+        out.append(_line("client record", f"{report.get('client_record')} (client's own SQLite)"))
         out.append(_line("providers used", ", ".join(report.get("providers_used") or [])))
     for name, ok in (report.get("checks") or {}).items():
         out.append(_line(f"check {name}", MARK[bool(ok)]))

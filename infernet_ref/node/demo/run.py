@@ -151,8 +151,7 @@ async def _provision_and_start(
 async def _job(
     state: DemoState, swarm: Swarm, nodes: dict[str, NodeProc], cid: str, prompt_ids: list[int]
 ) -> Any:
-    from infernet_ref.node.client import submit_job  # noqa: PLC0415
-    from infernet_ref.nostr import generate_secret_key  # noqa: PLC0415
+    from infernet_ref.node.store import Store  # noqa: PLC0415
 
     opts = state.opts
     by_key = {n.pubkey: n for n in swarm.nodes.values()}
@@ -181,8 +180,29 @@ async def _job(
             state.step("progress", state=data.get("state"), note=data.get("note"))
 
     state.step("client submits the job", redundancy=opts.redundancy, prompt=opts.prompt)
-    outcome = await submit_job(
-        nodes["agg"].endpoint,
+    client_dir = state.root / "client"
+    client_dir.mkdir(exist_ok=True)
+    store = Store(client_dir / "state.sqlite3")  # the client role's own job record
+    try:
+        outcome = await _submit(
+            state, nodes["agg"], cid, prompt_ids, store=store, on_event=on_event
+        )
+        record = store.find_job(outcome.job, "client")
+        state.report["client_record"] = None if record is None else str(record.state.value)
+    finally:
+        store.close()
+    return outcome
+
+
+async def _submit(
+    state: DemoState, agg: NodeProc, cid: str, prompt_ids: list[int], *, store: Any, on_event: Any
+) -> Any:
+    from infernet_ref.node.client import submit_job  # noqa: PLC0415
+    from infernet_ref.nostr import generate_secret_key  # noqa: PLC0415
+
+    opts = state.opts
+    return await submit_job(
+        agg.endpoint,
         generate_secret_key(),
         model=cid,
         prompt_ids=prompt_ids,
@@ -191,9 +211,9 @@ async def _job(
         redundancy=opts.redundancy,
         stream=True,
         timeout=opts.job_timeout,
+        store=store,
         on_event=on_event,
     )
-    return outcome
 
 
 def _victim(plan: Any, by_key: dict[str, NodeProc]) -> NodeProc:
@@ -219,8 +239,9 @@ def _plan_text(plan: Any, by_key: dict[str, NodeProc]) -> str:
     return f"{plan['strategy']}: " + " | ".join(reps)
 
 
-def _agg_events(agg: NodeProc, names: set[str]) -> list[dict[str, Any]]:
-    path = agg.data_dir / "node.log.jsonl"
+def _agg_events(node: NodeProc, names: set[str]) -> list[dict[str, Any]]:
+    """Events named ``names`` from a node's JSON-lines log."""
+    path = node.data_dir / "node.log.jsonl"
     out = []
     with contextlib.suppress(OSError):
         for line in path.read_text(errors="replace").splitlines():
@@ -250,6 +271,11 @@ def _summarize(
         }
         for ev in events
     ]
+    report["dht_joined"] = sorted(
+        name
+        for name, n in swarm.nodes.items()
+        if name != "boot" and _agg_events(n, {"node.dht_joined"})
+    )
     verification = outcome.verification or {}
     checks = {
         "completed": outcome.state == "completed",
