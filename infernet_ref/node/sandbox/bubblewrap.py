@@ -93,6 +93,8 @@ class BubblewrapExecutor:
             raise SandboxUnavailable("bubblewrap (bwrap) is not installed")
         self._bwrap = path
         self._use_cgroups = use_cgroups
+        if use_cgroups:
+            cgroups.sweep_stale()
         self.limits = "cgroup" if use_cgroups else "rlimit"
 
     async def start(self, spec: WorkerSpec) -> ProcessWorkerHandle:

@@ -15,10 +15,12 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from dataclasses import dataclass
 
 ROOT = "/sys/fs/cgroup"
 CPU_PERIOD_US = 100_000
+PREFIX = "infernet-worker-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,14 +62,14 @@ class Cgroup:
                     with contextlib.suppress(ProcessLookupError, PermissionError):
                         os.kill(int(pid), 9)
         for d in self.dirs:
-            for _ in range(50):
+            for _ in range(100):  # killed tasks leave the group once the kernel reaped them
                 try:
                     os.rmdir(d)
                     break
                 except FileNotFoundError:
                     break
                 except OSError:
-                    os.sched_yield()
+                    time.sleep(0.05)
 
 
 def _own_paths() -> dict[str, str]:
@@ -145,9 +147,42 @@ def _create_v2(name: str, memory: int, pids: int, cpus: float) -> Cgroup | None:
     return Cgroup((d,), 2)
 
 
+def sweep_stale(min_age_s: float = 120.0) -> int:
+    """Remove empty worker groups left by providers that died without cleaning up.
+
+    Only groups named by this module, with no task inside and older than ``min_age_s`` (so a
+    group another executor just made, whose worker has not joined yet, is left alone).
+    """
+    removed = 0
+    now = time.time()
+    for base, _, _ in _walk_roots():
+        with contextlib.suppress(OSError):
+            for name in os.listdir(base):
+                d = os.path.join(base, name)
+                if not name.startswith(PREFIX) or now - os.stat(d).st_mtime < min_age_s:
+                    continue
+                with contextlib.suppress(OSError):
+                    if not _read(os.path.join(d, "cgroup.procs")).split():
+                        os.rmdir(d)
+                        removed += 1
+    return removed
+
+
+def _walk_roots() -> list[tuple[str, str, str]]:
+    """Folders where this module creates groups: (folder, controller, own path)."""
+    if os.path.exists(os.path.join(ROOT, "cgroup.controllers")):
+        return [(os.path.join(ROOT, "infernet-workers"), "", "")]
+    own = _own_paths()
+    return [
+        (os.path.join(ROOT, ctl) + own[ctl], ctl, own[ctl])
+        for ctl in ("memory", "pids", "cpu")
+        if ctl in own and os.path.isdir(os.path.join(ROOT, ctl))
+    ]
+
+
 def create(memory: int, pids: int, cpus: float) -> Cgroup | None:
     """Make a group for one worker, or return None when this host does not allow it."""
-    name = f"infernet-worker-{secrets.token_hex(6)}"
+    name = f"{PREFIX}{secrets.token_hex(6)}"
     if os.path.exists(os.path.join(ROOT, "cgroup.controllers")):
         return _create_v2(name, memory, pids, cpus)
     if os.path.isdir(os.path.join(ROOT, "memory")):
