@@ -11,7 +11,8 @@ live candidates have all answered (paper §2.3). With ``paths = d > 1`` the seed
 robin to ``d`` paths and a node is visited by at most one path (S/Kademlia §4.4 disjoint paths),
 so an adversary on one path cannot steer the others. In ``exhaustive`` mode (value lookups) a
 path whose k nearest all answered goes on through its farther candidates until none are left
-or the caller stops it. The lookup never sends anything itself.
+or the caller stops it. In ``settle`` mode (lookups that place replicas) a path also waits for
+stalled queries among its k nearest to answer or fail. The lookup never sends anything itself.
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ class Lookup:
         alpha: int = ALPHA,
         paths: int = 1,
         exhaustive: bool = False,
+        settle: bool = False,
     ) -> None:
         if paths < 1 or alpha < 1 or k < 1:
             raise ValueError("paths, alpha and k must be positive")
@@ -80,6 +82,7 @@ class Lookup:
         self.k = k
         self.alpha = alpha
         self.exhaustive = exhaustive
+        self.settle = settle
         self.paths = [_Path() for _ in range(paths)]
         self._seen_addr: set[Addr] = set()
         self._seen_id: set[bytes] = {own_id}
@@ -135,10 +138,29 @@ class Lookup:
             if all(c.state == CandState.ANSWERED for c in nearest) and (
                 nearest or p.in_flight == 0
             ):
+                if self.settle and self._stalled_in_window(p):
+                    continue
                 if self.exhaustive and self._widen(p, out):
                     continue
                 p.done = True
         return out
+
+    def _stalled_in_window(self, p: _Path) -> bool:
+        """Settle mode: is a stalled query among the k nearest not-failed candidates?
+
+        The paper's rule is that the k nearest have *answered*; the adaptive timeout only frees
+        parallelism. A lookup that places replicas (STORE) waits for those to answer or fail.
+        """
+        seen = 0
+        for c in p.shortlist:
+            if c.state == CandState.FAILED:
+                continue
+            if c.state == CandState.STALLED:
+                return True
+            seen += 1
+            if seen >= self.k:
+                break
+        return False
 
     def _widen(self, p: _Path, out: list[Candidate]) -> bool:
         """Exhaustive mode: query candidates beyond the k nearest; False once none are left

@@ -76,10 +76,12 @@ class LookupOp(Operation):
         values: bool = False,
         paths: int = 1,
         quorum: int = 0,
+        settle: bool = False,
         then: Callable[[DHTCore, LookupResult, float], None] | None = None,
     ) -> None:
         self.target = target
         self.want_values = values
+        self.settle = settle
         self.paths = paths
         self.quorum = quorum
         self.then = then
@@ -98,6 +100,7 @@ class LookupOp(Operation):
             alpha=core.config.alpha,
             paths=self.paths,
             exhaustive=self.want_values,
+            settle=self.settle,
         )
         seeds = core.table.closest(self.target, core.config.k * self.paths)
         self.lookup.seed([(c.node_id, c.addr) for c in seeds])
@@ -238,7 +241,8 @@ class PutOp(Operation):
         self.found: LookupResult | None = None
 
     def start(self, core: DHTCore, now: float) -> None:
-        core.start(LookupOp(self.key, paths=self.paths, then=self._stores), now, internal=True)
+        lookup = LookupOp(self.key, paths=self.paths, settle=True, then=self._stores)
+        core.start(lookup, now, internal=True)
 
     def _stores(self, core: DHTCore, found: LookupResult, now: float) -> None:
         self.found = found

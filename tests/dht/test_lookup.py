@@ -156,3 +156,25 @@ def test_exhaustive_value_lookup_escapes_a_captured_path() -> None:
 
     assert not run(False) & set(ranked[:5])
     assert run(True) & set(ranked[:5])
+
+
+def test_settle_mode_waits_for_a_stalled_near_contact() -> None:
+    ids, addrs = _network(60, 9)
+    target = random.Random(2).randbytes(32)
+    ranked = _closest(ids[1:], target, 59)
+    for settle in (False, True):
+        lk = Lookup(target, own_id=ids[0], k=3, alpha=3, settle=settle)
+        lk.seed([(x, addrs[x]) for x in ranked[:4]])
+        first = lk.next_queries()
+        lk.on_stall(first[0])  # the nearest is slow
+        for c in first[1:]:
+            lk.on_response(c, c.node_id, [], None)
+        for c in lk.next_queries():
+            lk.on_response(c, c.node_id, [], None)
+        lk.next_queries()
+        assert lk.done is (not settle)
+        if settle:
+            lk.on_response(first[0], first[0].node_id, [], None)  # the late answer settles it
+            lk.next_queries()
+            assert lk.done
+            assert lk.result()[0].node_id == ranked[0]
