@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -51,3 +56,44 @@ async def test_demo_runs_recovers_and_cleans_up(tmp_path: Path) -> None:
     assert report["cleanup"]["processes_left"] == 0
     assert report["cleanup"]["containers_left"] in (0, None)
     assert "result                   OK" in text
+
+
+@pytest.mark.skipif(not (REPO_MODEL / "model.safetensors").exists(), reason="models/demo missing")
+def test_ctrl_c_stops_every_process(tmp_path: Path) -> None:
+    """SIGINT to ``infernet demo`` once the swarm is up: exit 130 and no node process left."""
+    if not _sandbox_available():
+        pytest.skip("no sandbox backend (docker daemon or bubblewrap) on this host")
+    workdir = tmp_path / "demo"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infernet_ref", "demo", "--no-kill", "--workdir", str(workdir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 300
+        for line in proc.stdout:
+            if "swarm up" in line or time.monotonic() > deadline:
+                break
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, out
+    assert "every process it started was stopped" in out
+    left = [p for p in _cmdlines() if str(workdir) in p]
+    assert left == [], left
+
+
+def _cmdlines() -> list[str]:
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                raw = Path(f"/proc/{entry}/cmdline").read_bytes()
+            except OSError:
+                continue
+            out.append(raw.replace(b"\0", b" ").decode(errors="replace"))
+    return out
