@@ -36,6 +36,7 @@ from infernet_ref.node.store import Store
 from infernet_ref.node.transport import JobPeer
 
 JOB_PATH = "/job"
+STOP_TIMEOUT = 5.0  # seconds for open connections to close before the roles shut down
 CONTENT_PATH = "/content"
 
 
@@ -98,6 +99,7 @@ class Node:
         self.content_announcer: Any = None
         self.content_retry: asyncio.Task[None] | None = None
         self.fetch_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     # ---- lifecycle ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -359,10 +361,14 @@ class Node:
             self.log.warning("aggregator.recovered", failed_jobs=stale)
 
     async def stop(self) -> None:
-        """Graceful shutdown (spec/node.md §Logs and shutdown)."""
+        """Graceful shutdown (spec/node.md §Logs and shutdown); idempotent, bounded in time."""
+        if self._stopping:
+            return
+        self._stopping = True
         if self.server is not None:
             with contextlib.suppress(Exception):
-                await self.server.close()
+                async with asyncio.timeout(STOP_TIMEOUT):
+                    await self.server.close()
         if self.aggregator is not None:
             await self.aggregator.close()
         for peer in list(self.peers):
