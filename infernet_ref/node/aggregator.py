@@ -16,7 +16,6 @@ import asyncio
 import contextlib
 import json
 import time
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from infernet_ref.node.planner import (
 )
 from infernet_ref.node.store import Store
 from infernet_ref.node.transport import JobPeer, PeerClosed
+from infernet_ref.node.verify import compare
 
 ROLE = "aggregator"
 Directory = Callable[[str], Awaitable[list[ProviderOffer]]]
@@ -300,28 +300,14 @@ class Aggregator:
         hashes = [output_sha256(r) for r in results]
         for i, (d, h) in enumerate(zip(run.drivers, hashes, strict=True)):
             self.store.record_result(job, i, h, d.used_providers, now=now)
-        majority, _ = Counter(hashes).most_common(1)[0]
-        winner = hashes.index(majority)
-        mismatched = sorted(
-            {
-                k
-                for d, h in zip(run.drivers, hashes, strict=True)
-                if h != majority
-                for k in d.placements_keys()
-            }
-        )
-        verdict = "single" if len(hashes) == 1 else ("agree" if not mismatched else "mismatch")
+        v = compare(hashes, [d.placements_keys() for d in run.drivers])
+        majority, winner, mismatched, verdict = v.majority, v.winner, list(v.mismatched), v.verdict
         for d, h in zip(run.drivers, hashes, strict=True):
             for key in d.placements_keys():
                 self.store.peer_outcome(
                     key, ok=True, now=now, result=h == majority, mismatch=h != majority
                 )
-        verification = {
-            "redundancy": len(hashes),
-            "verdict": verdict,
-            "hashes": hashes,
-            "mismatched": mismatched,
-        }
+        verification = v.to_wire()
         if verdict == "mismatch":
             self.log.warning(
                 "job.verification_mismatch", job=job, hashes=hashes, mismatched=mismatched

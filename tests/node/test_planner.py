@@ -255,3 +255,24 @@ def test_plans_are_valid_and_use_the_fewest_stages(
         ls == 0 and max(m) >= WHOLE for m, ls, _ in spec
     ):
         assert plan.strategy == "single"
+
+
+def test_verification_majority_ties_and_mismatch_naming() -> None:
+    from infernet_ref.node.verify import compare
+
+    v = compare(["a"], [["p"]])
+    assert (v.verdict, v.mismatched, v.winner) == ("single", (), 0)
+    v = compare(["a", "a", "b"], [["p1", "p2"], ["p3"], ["p4", "p5"]])
+    assert (v.verdict, v.majority, v.mismatched, v.winner) == ("mismatch", "a", ("p4", "p5"), 0)
+    v = compare(["b", "a", "a"], [["p1"], ["p2"], ["p3"]])
+    assert (v.majority, v.winner, v.mismatched) == ("a", 1, ("p1",))
+    v = compare(["x", "y"], [["p1"], ["p2"]])  # a tie: replica 0 wins, the other is named
+    assert (v.majority, v.mismatched, v.verdict) == ("x", ("p2",), "mismatch")
+    assert compare(["h", "h"], [["p1"], ["p2"]]).to_wire() == {
+        "redundancy": 2,
+        "verdict": "agree",
+        "hashes": ["h", "h"],
+        "mismatched": [],
+    }
+    with pytest.raises(ValueError, match="one hash"):
+        compare([], [])
