@@ -8,7 +8,8 @@ prints each against in-process as a ratio and as added microseconds.
 
     .venv/bin/python benchmarks/bench_node_sandbox.py [--rounds 200] [--model models/demo]
 
-Numbers on a shared machine are noisy; compare ratios within one run.
+Every backend computes on one thread (the in-process peer is pinned to one too). Numbers on a
+shared machine are noisy; compare ratios within one run.
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ async def main() -> None:
     parser.add_argument("--rounds", type=int, default=200)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "demo")
     args = parser.parse_args()
+    torch.set_num_threads(1)  # sandboxed workers run one thread per CPU granted (cpus=1)
     results = {}
     for name, ex in executors().items():
         results[name] = await measure(ex, args.model, args.rounds)
