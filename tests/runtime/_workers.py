@@ -51,5 +51,10 @@ def _tp_check_one(rank: int, path: str, prompts: list[list[int]], n: int) -> dic
         for r in ((0, 1), (1, n_layers))
     ]
     tokens["hybrid"] = generate_pipeline([s.forward for s in stages], prompts[0], params).output
+    from infernet_ref.runtime.generate import GenerateJob, tp_rank_generate
+
+    job = GenerateJob(path, prompts[1], params, "float32", ((0, 1), (1, n_layers)), block_size=4)
+    report = tp_rank_generate(rank, 2, job, 1)  # what `infernet generate --tp 2 --pp-stages` runs
+    tokens["cli"] = report["output_ids"]
     shapes = tuple(loaded.model.layers["0"].self_attn.qkv_weight.shape)
     return {"rank": rank, "diffs": diffs, "tokens": tokens, "qkv_shape": shapes}

@@ -38,6 +38,7 @@ def _check(checkpoint: tuple[Path, Any], result: dict[str, Any]) -> None:
     for name in ("full", "loaded", "passed"):
         assert result["tokens"][name] == expected, name
     assert result["tokens"]["hybrid"] == expected[0]
+    assert result["tokens"]["cli"] == expected[1]
     assert result["tokens"]["sampled_tp"] == result["tokens"]["sampled_full"]
 
 
