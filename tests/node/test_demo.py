@@ -1,7 +1,7 @@
 """The demo end to end (issue 8 item 8): real node processes on loopback, bounded in time.
 
 Runs ``run_demo`` — bootstrap, five providers and an aggregator as separate ``infernet node
-run`` processes in real sandboxes, the model published and fetched through the content layer, a
+run`` processes in real sandboxes, the model published by CID and each provider fetching only its layers through the content layer, a
 hybrid 2-stage pipeline (TP=2 in one stage) on two redundant replicas, one provider SIGKILLed
 mid-generation — and checks the outcome against transformers (the oracle the demo itself also
 uses), the recovery, the verification verdict and that no process outlives the demo.
@@ -53,6 +53,9 @@ async def test_demo_runs_recovers_and_cleans_up(tmp_path: Path) -> None:
     assert reroutes
     assert all(ev["to"] != report["fault"]["killed"] for ev in reroutes)
     assert report["client_record"] == "completed"
+    # providers know the model only by CID and fetch just their layers' tensors
+    for name, fetched in report["fetched"].items():
+        assert 0 < fetched["tensor_bytes"] < report["model"]["bytes"] * 0.75, (name, fetched)
     assert report["cleanup"]["processes_left"] == 0
     assert report["cleanup"]["containers_left"] in (0, None)
     assert "result                   OK" in text

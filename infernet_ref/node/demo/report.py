@@ -24,6 +24,14 @@ def format_report(report: dict[str, Any]) -> str:
     for name, n in nodes.items():
         where = f"layers {n['layers']} on {n['devices']} device(s)" if "layers" in n else n["role"]
         out.append(_line(f"node {name}", f"{n['role']:<10} {n['pubkey'][:16]}…  {where}"))
+    for name, f in (report.get("fetched") or {}).items():
+        out.append(
+            _line(
+                f"fetched by {name}",
+                f"layers {f.get('layers')}: {f.get('tensor_bytes')} "
+                f"tensor bytes by CID in {f.get('seconds')} s",
+            )
+        )
     if "dht_joined" in report:
         joined = report["dht_joined"]
         out.append(

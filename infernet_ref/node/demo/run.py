@@ -25,9 +25,8 @@ from infernet_ref.node.demo.scenario import (
     decode_bytes,
     device_memory,
     free_ports,
+    model_cid,
     new_root,
-    provision,
-    publish_model,
     reference_tokens,
     remove_root,
     write_configs,
@@ -35,6 +34,7 @@ from infernet_ref.node.demo.scenario import (
 from infernet_ref.node.demo.swarm import NodeProc, Swarm, SwarmError
 
 STREAM_EVERY = 8  # print the streamed text every this many tokens
+FETCH_EVENTS = {"provider.model_fetched", "provider.model_fetch_failed"}
 
 
 async def run_demo(opts: DemoOptions) -> dict[str, Any]:
@@ -95,9 +95,9 @@ async def _scenario(state: DemoState, swarm: Swarm) -> None:
         asyncio.to_thread(reference_tokens, opts.model_dir, prompt_ids, opts.max_new_tokens)
     )
     try:
-        boot = await _start_bootstrap(state, swarm)
+        await _start_bootstrap(state, swarm)
         cid = report["model"]["cid"]
-        nodes = await _provision_and_start(state, swarm, boot, cid, len(prompt_ids))
+        nodes = await _start_swarm(state, swarm, cid, len(prompt_ids))
         expected = await oracle
     finally:
         if not oracle.done():
@@ -109,43 +109,62 @@ async def _scenario(state: DemoState, swarm: Swarm) -> None:
 
 async def _start_bootstrap(state: DemoState, swarm: Swarm) -> NodeProc:
     (ws,), (dht,) = free_ports(1), free_ports(1, socket.SOCK_DGRAM)
-    cfg = {
+    cfg: dict[str, Any] = {
         "roles": ["client"],
         "listen": {"ws": f"127.0.0.1:{ws}", "dht": f"127.0.0.1:{dht}"},
         "log": {"level": "info", "file": "node.log.jsonl"},
     }
+    cid, size = await asyncio.to_thread(model_cid, state.opts.model_dir)
+    cfg["models"] = [{"cid": cid, "path": str(state.opts.model_dir)}]
     boot = swarm.add("boot", "bootstrap", cfg)
     boot.extra["dht"] = dht
-    cid, size = await asyncio.to_thread(
-        publish_model, state.opts.model_dir, boot.data_dir / "blocks"
-    )
     state.report["model"] = {"cid": cid, "bytes": size, "path": str(state.opts.model_dir)}
-    state.step("published model in the bootstrap node's block store", cid=cid, bytes=size)
     await swarm.start_all([boot], state.opts.start_timeout)
-    state.step("bootstrap node up", endpoint=boot.endpoint)
+    published = await _wait_events(boot, {"node.models_published"}, 1, state.opts.start_timeout)
+    if not published:
+        raise SwarmError(f"the bootstrap node did not publish the model:\n{swarm.log_tail(boot)}")
+    state.step("bootstrap node up, model published (content layer + DHT)", cid=cid, bytes=size)
     return boot
 
 
-async def _provision_and_start(
-    state: DemoState, swarm: Swarm, boot: NodeProc, cid: str, prompt_tokens: int
+async def _start_swarm(
+    state: DemoState, swarm: Swarm, cid: str, prompt_tokens: int
 ) -> dict[str, NodeProc]:
-    content = boot.base_url + "/content"
-    names = ["p1", "p2", "p3", "p4", "p5", "agg"]
-    fetched = await asyncio.gather(*(provision(cid, content, state.root / name) for name in names))
-    paths = {name: path for name, (path, _) in zip(names, fetched, strict=True)}
-    state.report["provisioning"] = {n: stats for n, (_, stats) in zip(names, fetched, strict=True)}
-    state.step(
-        "providers and aggregator fetched the model by CID", source=content, nodes=len(names)
-    )
     mem = device_memory(state.opts.model_dir, prompt_tokens, state.opts.max_new_tokens)
-    nodes = write_configs(state, swarm, cid, paths, mem)
+    nodes = write_configs(state, swarm, cid, mem)
     await swarm.start_all(list(nodes.values()), state.opts.start_timeout)
     state.report["nodes"] = {
         name: {"role": n.role, "pubkey": n.pubkey, "endpoint": n.endpoint, **n.extra}
         for name, n in swarm.nodes.items()
     }
     state.step("swarm up", providers=5, aggregator=nodes["agg"].endpoint)
+    providers = [n for n in nodes.values() if n.role == "provider"]
+    fetched = await asyncio.gather(
+        *(_wait_events(n, FETCH_EVENTS, 1, state.opts.start_timeout) for n in providers)
+    )
+    report = {}
+    for node, events in zip(providers, fetched, strict=True):
+        ev = events[0] if events else {"event": "timeout"}
+        if ev["event"] != "provider.model_fetched":
+            raise SwarmError(f"{node.name} could not fetch its layers: {ev}")
+        report[node.name] = {k: ev[k] for k in ("layers", "tensor_bytes", "seconds") if k in ev}
+    state.report["fetched"] = report
+    sizes = {name: r.get("tensor_bytes") for name, r in report.items()}
+    state.step("providers fetched only their layers' tensors by CID", tensor_bytes=sizes)
     return nodes
+
+
+async def _wait_events(
+    node: NodeProc, names: set[str], count: int, timeout: float
+) -> list[dict[str, Any]]:
+    """Poll a node's JSON log until ``count`` events named ``names`` appeared (or timeout)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        found = _agg_events(node, names)
+        if len(found) >= count or loop.time() > deadline or not node.running:
+            return found
+        await asyncio.sleep(0.5)
 
 
 async def _job(

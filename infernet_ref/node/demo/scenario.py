@@ -3,27 +3,27 @@
 Theory of operation: one asyncio task drives a scripted scenario over real node processes on
 loopback and records what happened in a report (``report.py`` prints it):
 
-1. *publish* — the demo model folder becomes a UnixFS DAG in the bootstrap node's block store
-   (content layer, CID identical to ``ipfs add``); the bootstrap node then serves it on /content;
-2. *provision* — every provider (and the aggregator, which plans from the model's
-   ``config.json``) fetches the model by CID from the bootstrap node into its *own* block store,
-   every block verified against its CID, and exports it to its data directory;
-3. *start* — bootstrap, five providers (two announce layers [0, L/2) on one device, three announce
-   [L/2, L) on two devices too small to hold that half alone, so the planner must use TP=2 there)
-   and an aggregator, each its own ``infernet node run`` process with its own key and data dir;
-4. *job* — this process is the client (own key and SQLite store): it submits the prompt with
+1. *publish* — the bootstrap node (DHT bootstrap of everyone else) is configured with the demo
+   model folder and its root CID (computed like ``ipfs add``); it adds the folder to its block
+   store, serves it on /content and announces itself as a content provider (kind 38201) in the DHT;
+2. *start* — five providers (two serve layers [0, L/2) on one device, three serve [L/2, L) on two
+   devices too small to hold that half alone, so the planner must use TP=2 there) and an
+   aggregator, each its own ``infernet node run`` process with its own key and data dir. The
+   providers know the model only by CID: they find the bootstrap node in the DHT and fetch *only
+   the tensors of their layers* through the content layer (blocks verified against their CIDs);
+   the aggregator reads the model's ``config.json`` the same way;
+3. *job* — this process is the client (own key and SQLite store): it submits the prompt with
    redundancy 2; the aggregator plans two disjoint replicas of a 2-stage pipeline (stage 1 with
    TP=2 inside its provider's sandbox), streams tokens and compares the replicas' result hashes;
-5. *fault* — after a few streamed tokens the provider of replica 0's TP stage is SIGKILLed (with
+4. *fault* — after a few streamed tokens the provider of replica 0's TP stage is SIGKILLed (with
    its sandboxed workers); the aggregator reroutes that stage to the spare provider and replays;
-6. *check* — the output must equal Hugging Face transformers' greedy continuation of the prompt
+5. *check* — the output must equal Hugging Face transformers' greedy continuation of the prompt
    on the same weights (what an uninterrupted single-process run produces);
-7. *cleanup* — every process is stopped, also on error or Ctrl-C.
+6. *cleanup* — every process is stopped, also on error or Ctrl-C.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 import socket
@@ -90,35 +90,12 @@ def free_ports(n: int, kind: socket.SocketKind = socket.SOCK_STREAM) -> list[int
             s.close()
 
 
-def publish_model(model_dir: Path, blocks_dir: Path) -> tuple[str, int]:
-    """Add the model folder to a block store (content layer); return (root CID, bytes)."""
+def model_cid(model_dir: Path) -> tuple[str, int]:
+    """Root CID (UnixFS, ``unixfs-v1-2025`` profile) and DAG size of the model folder."""
     from infernet_ref.content.builder import build_path  # noqa: PLC0415
-    from infernet_ref.content.store import BlockStore  # noqa: PLC0415
 
-    with BlockStore(blocks_dir) as store:
-        entry = build_path(model_dir, store.put)
-        store.pin(entry.cid, name="demo-model")
+    entry = build_path(model_dir)
     return str(entry.cid), entry.tsize
-
-
-async def provision(cid: str, content_url: str, data_dir: Path) -> tuple[Path, dict[str, Any]]:
-    """Fetch the model DAG by CID into ``data_dir``'s own block store and export it."""
-    from infernet_ref.content.exchange.client import ExchangeClient  # noqa: PLC0415
-    from infernet_ref.content.reader import export_to_path  # noqa: PLC0415
-    from infernet_ref.content.store import BlockStore  # noqa: PLC0415
-
-    out = data_dir / "models" / cid
-    with BlockStore(data_dir / "blocks") as store:
-        async with ExchangeClient([content_url], store=store) as client:
-            stats = await client.fetch_dag(cid)
-        store.pin(cid, name="demo-model")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if not out.exists():
-            await asyncio.to_thread(export_to_path, store, store._key(cid), out)
-    for p in [out, *out.iterdir()]:
-        p.chmod(0o755 if p.is_dir() else 0o644)
-    fetched = {k: v for k, v in vars(stats).items() if isinstance(v, int | float)}
-    return out, fetched
 
 
 def device_memory(model_dir: Path, prompt_tokens: int, new_tokens: int) -> dict[str, int]:
@@ -156,7 +133,7 @@ def _base_config(ws: int, dht: int, boot_dht: int | None, backend: str) -> dict[
 
 
 def write_configs(
-    state: DemoState, swarm: Swarm, cid: str, paths: dict[str, Path], mem: dict[str, int]
+    state: DemoState, swarm: Swarm, cid: str, mem: dict[str, int]
 ) -> dict[str, NodeProc]:
     """Configuration of every node; ports are chosen up front so peers can be listed."""
     names = ["p1", "p2", "p3", "p4", "p5"]
@@ -171,9 +148,8 @@ def write_configs(
         cfg = _base_config(ports[2 * i], ports[2 * i + 1], boot_dht, state.opts.backend)
         cfg["roles"] = ["provider"]
         start, end = (0, mem["half"]) if first else (mem["half"], mem["layers"])
-        cfg["models"] = [
-            {"cid": cid, "path": str(paths[name]), "layer_start": start, "layer_end": end}
-        ]
+        # no local copy: the provider fetches its layers' tensors by CID (content layer)
+        cfg["models"] = [{"cid": cid, "layer_start": start, "layer_end": end}]
         devices = 1 if first else 2
         size = mem["first"] if first else mem["second"]
         cfg["resources"] = {"devices": [{"kind": "cpu", "memory_bytes": size}] * devices}
@@ -186,7 +162,6 @@ def write_configs(
     cfg = _base_config(agg_ws, agg_dht, boot_dht, state.opts.backend)
     cfg["roles"] = ["aggregator"]
     cfg["peers"] = [f"ws://127.0.0.1:{n.extra['ws']}/job" for n in nodes.values()]
-    cfg["models"] = [{"cid": cid, "path": str(paths["agg"])}]
     cfg["aggregator"] = {
         "default_redundancy": state.opts.redundancy,
         "stage_timeout_s": 180,
