@@ -92,6 +92,12 @@ class BlockManager:
         bs = self.block_size
         return [table[i // bs] * bs + i % bs for i in range(start, start + num_tokens)]
 
+    def truncate(self, seq: Hashable, length: int) -> None:
+        """Forget the tokens of ``seq`` from ``length`` on (its blocks stay reserved)."""
+        if not 0 <= length <= self._lengths[seq]:
+            raise RequestError(f"cannot truncate sequence {seq!r} to {length}")
+        self._lengths[seq] = length
+
     def free(self, seq: Hashable) -> None:
         """Return every block of ``seq`` (no-op for an unknown sequence)."""
         table = self._tables.pop(seq, None)

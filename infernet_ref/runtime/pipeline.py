@@ -28,7 +28,7 @@ import torch
 
 from infernet_ref.errors import InfernetError
 from infernet_ref.runtime import tp
-from infernet_ref.runtime.engine import check_finite, make_batch, profile_kv_budget
+from infernet_ref.runtime.engine import make_batch, profile_kv_budget
 from infernet_ref.runtime.errors import (
     FrameError,
     NumericalError,
@@ -184,36 +184,76 @@ class PipelineStage:
                 f"session {s!r} needs {grow} more KV blocks, {self.blocks.num_free_blocks} free"
             )
 
-    @torch.inference_mode()
+    def forward_many(self, frames: Sequence[bytes]) -> list[bytes]:
+        """Run frames of several sessions as one batch (same token count each, spec §5.4)."""
+        decoded = [decode_frame(d, max_size=self.max_frame_bytes) for d in frames]
+        return [encode_frame(f, self.wire_dtype) for f in self.forward_frames(decoded)]
+
     def forward_frame(self, frame: ActivationFrame) -> ActivationFrame:
         """The typed twin of :meth:`forward`."""
-        self._check_tensor(frame)
-        self._check_session(frame)
-        s, n = frame.session, frame.num_tokens
-        if s not in self._limits:
-            self.blocks.reserve(s, n)
-            self._limits[s] = self.config.max_position_embeddings
-        slots = self.blocks.append(s, n)
-        length = self.blocks.length(s)
+        return self.forward_frames([frame])[0]
+
+    def _check_batch(self, frames: Sequence[ActivationFrame]) -> None:
+        if not frames:
+            raise RequestError("no frames to run")
+        if len({f.session for f in frames}) != len(frames):
+            raise RequestError("a batch holds at most one frame per session")
+        if len({f.num_tokens for f in frames}) != 1:
+            raise RequestError("frames batched together must carry the same number of tokens")
+        for f in frames:
+            self._check_tensor(f)
+            self._check_session(f)
+        new = sum(f.session not in self._limits for f in frames)
+        if len(self._limits) + new > self.max_sessions:
+            raise OutOfKVBlocks(f"stage holds the maximum of {self.max_sessions} sessions")
+        grow = sum(self.blocks.extra_blocks(f.session, f.num_tokens) for f in frames)
+        if grow > self.blocks.num_free_blocks:
+            raise OutOfKVBlocks(
+                f"the batch needs {grow} KV blocks, {self.blocks.num_free_blocks} free"
+            )
+
+    @torch.inference_mode()
+    def forward_frames(self, frames: Sequence[ActivationFrame]) -> list[ActivationFrame]:
+        """Check every frame, then run them in one forward; nothing changes if a check fails."""
+        self._check_batch(frames)
+        slots: list[int] = []
+        for f in frames:
+            if f.session not in self._limits:
+                self.blocks.reserve(f.session, f.num_tokens)
+                self._limits[f.session] = self.config.max_position_embeddings
+            slots += self.blocks.append(f.session, f.num_tokens)
+        lengths = [self.blocks.length(f.session) for f in frames]
         batch = make_batch(
-            [list(range(frame.position, length))],
+            [list(range(f.position, n)) for f, n in zip(frames, lengths, strict=True)],
             slots,
-            [self.blocks.block_table(s)],
-            [length],
+            [self.blocks.block_table(f.session) for f in frames],
+            lengths,
             self.device,
         )
-        x = frame.tensor.to(self.device)
-        x = x.long().unsqueeze(0) if self.is_first else x.to(self.model.dtype).unsqueeze(0)
+        x = torch.stack([f.tensor for f in frames]).to(self.device)
+        x = x.long() if self.is_first else x.to(self.model.dtype)  # (S, T) or (S, T, C)
         start = time.perf_counter()
-        try:
-            out = self.model(x, batch, self.cache.layers)[0]  # (V,) or (T, C)
-            check_finite(out, "logits" if self.is_last else "hidden states")
-        except NumericalError:
-            self.close_session(s)
-            raise
+        out = self.model(x, batch, self.cache.layers)  # (S, V) or (S, T, C)
         self.last_forward_seconds = time.perf_counter() - start
+        self._drop_non_finite(frames, out)
         kind = "logits" if self.is_last else "hidden_states"
-        return ActivationFrame(s, frame.position, kind, out.cpu())
+        return [
+            ActivationFrame(f.session, f.position, kind, row.cpu())
+            for f, row in zip(frames, out, strict=True)
+        ]
+
+    def _drop_non_finite(self, frames: Sequence[ActivationFrame], out: torch.Tensor) -> None:
+        """On NaN/Inf: close the spoiled sessions, roll the others back, raise."""
+        finite = torch.isfinite(out.reshape(len(frames), -1).float().sum(dim=1)).tolist()
+        if all(finite):
+            return
+        bad = [f.session for f, ok in zip(frames, finite, strict=True) if not ok]
+        for f, ok in zip(frames, finite, strict=True):
+            if ok:
+                self.blocks.truncate(f.session, f.position)
+            else:
+                self.close_session(f.session)
+        raise NumericalError(f"stage {self.layer_range} produced NaN or Inf for sessions {bad}")
 
 
 @dataclass(frozen=True, slots=True)

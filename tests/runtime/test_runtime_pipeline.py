@@ -302,3 +302,59 @@ def test_driver_replay_after_reroute_gives_the_same_tokens(gqa: tuple[Path, list
     assert driver.finish_reason == "length"
     with pytest.raises(FrameError, match="expected logits"):
         driver.receive_logits(encode_frame(ActivationFrame("zz", 0, "logits", torch.zeros(97))))
+
+
+def test_forward_many_batches_sessions_like_single_frames(gqa: tuple[Path, list[int]]) -> None:
+    path, _ = gqa
+    batched = PipelineStage.load(path, (0, 3), num_blocks=24, block_size=4)
+    single = PipelineStage.load(path, (0, 3), num_blocks=24, block_size=4)
+    prompts = {"a": [1, 2, 3], "b": [4, 5, 6, 7, 8, 9, 10], "c": [11]}
+    for name, ids in prompts.items():
+        frame = encode_frame(ActivationFrame(name, 0, "input_ids", torch.tensor(ids)))
+        batched.forward(frame)
+        single.forward(frame)
+    frames = [
+        encode_frame(ActivationFrame(n, len(ids), "input_ids", torch.tensor([7])))
+        for n, ids in prompts.items()
+    ]
+    together = [decode_frame(d).tensor for d in batched.forward_many(frames)]
+    alone = [decode_frame(single.forward(d)).tensor for d in frames]
+    for t, a in zip(together, alone, strict=True):
+        torch.testing.assert_close(t, a, atol=1e-5, rtol=1e-5)
+    with pytest.raises(RuntimeLayerError, match="same number of tokens"):
+        batched.forward_many(
+            [
+                encode_frame(ActivationFrame("a", 4, "input_ids", torch.tensor([1]))),
+                encode_frame(ActivationFrame("b", 8, "input_ids", torch.tensor([1, 2]))),
+            ]
+        )
+    with pytest.raises(RuntimeLayerError, match="one frame per session"):
+        batched.forward_many([frames[0], frames[0]])
+    assert [batched.blocks.length(n) for n in prompts] == [4, 8, 2]
+
+
+def test_nan_in_a_batch_closes_only_the_spoiled_session(gqa: tuple[Path, list[int]]) -> None:
+    from infernet_ref.runtime.errors import NumericalError
+
+    path, _ = gqa
+    stage = PipelineStage.load(path, (1, 3), num_blocks=8, block_size=4)
+    ok, also = torch.randn(2, 48), torch.randn(2, 48)
+    frames = [
+        ActivationFrame("ok", 0, "hidden_states", ok),
+        ActivationFrame("bad", 0, "hidden_states", also),
+    ]
+    real = stage.model.forward
+
+    def spoil_row_1(x: torch.Tensor, batch: Any, caches: Any) -> torch.Tensor:
+        out = real(x, batch, caches)
+        out[1, 0] = float("nan")  # as if the second sequence overflowed inside the stage
+        return out
+
+    stage.model.forward = spoil_row_1  # type: ignore[method-assign]
+    with pytest.raises(NumericalError, match="bad"):
+        stage.forward_frames(frames)
+    assert stage.sessions == ["ok"]
+    assert stage.blocks.length("ok") == 0  # rolled back: the same frame can be sent again
+    stage.model.forward = real  # type: ignore[method-assign]
+    stage.forward_frames(frames[:1])
+    assert stage.blocks.length("ok") == 2
