@@ -149,7 +149,7 @@ def main() -> int:
             {
                 "roles": ["aggregator"],
                 "peers": [p.endpoint for p in procs],
-                "log": {"level": "warning"},
+                "log": {"level": "info"},
                 "models": [{"cid": cid, "path": str(model)}],
             },
             workdir=work,
@@ -163,6 +163,15 @@ def main() -> int:
         stages = len(plan["replicas"][0])
         assert runs[0][1] == local_ids, "pipelined output differs from the local run"
         hop_ms = (1 / pipe_tps - 1 / local_tps) / stages * 1000
+        timings = [
+            r
+            for r in (
+                json.loads(x)
+                for x in agg.log_path.read_text().splitlines()
+                if x.startswith("{") and '"job.completed"' in x
+            )
+            if r.get("token_ms")
+        ][1:4]  # the three measured runs (not the warm-up)
         jpm = asyncio.run(jobs_per_minute(agg.endpoint, cid, args.clients, args.jobs, 8))
     finally:
         for p in procs:
@@ -175,7 +184,18 @@ def main() -> int:
     print(
         f"pipelined ({stages} provider processes): {pipe_tps:8.1f} tokens/s   ratio pipelined/local = {pipe_tps / local_tps:.3f}"
     )
-    print(f"added latency per hop per token: {hop_ms:.3f} ms (goal < 1 ms on loopback)")
+    print(
+        f"added latency per hop per token (vs local run): {hop_ms:.3f} ms (goal < 1 ms on loopback)"
+    )
+    if timings:
+        med = {
+            k: statistics.median(t[k] for t in timings)
+            for k in ("token_ms", "compute_ms", "overhead_per_hop_ms")
+        }
+        print(
+            f"driver-measured per decode token: {med['token_ms']:.3f} ms wall, {med['compute_ms']:.3f} ms stage compute, "
+            f"{med['overhead_per_hop_ms']:.3f} ms protocol overhead per hop"
+        )
     print(
         f"jobs per minute, {args.clients} concurrent clients x {args.jobs} jobs of 8 tokens: {jpm:.1f}"
     )

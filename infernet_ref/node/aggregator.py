@@ -344,6 +344,7 @@ class Aggregator:
             sha256=majority,
             verdict=verdict,
             reroutes=rec.reroutes,
+            **_timing(run.drivers[0]),
         )
 
     def _terminal(self, job: str, state: JobState, **fields: Any) -> None:
@@ -456,3 +457,18 @@ class Aggregator:
                 error_code=int(ErrorCode.INTERNAL),
             )
         return len(stale)
+
+
+def _timing(d: ReplicaDriver) -> dict[str, float]:
+    """Per decode token: driver wall time and the stages' own compute time (milliseconds)."""
+    n = len(d.hop_seconds)
+    if n == 0:
+        return {}
+    wall = sum(d.hop_seconds) / n * 1000
+    compute = d.compute_seconds / n * 1000
+    stages = max(1, len(d.placements))
+    return {
+        "token_ms": round(wall, 3),
+        "compute_ms": round(compute, 3),
+        "overhead_per_hop_ms": round((wall - compute) / stages, 3),
+    }

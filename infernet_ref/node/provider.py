@@ -64,6 +64,7 @@ class ProviderJob:
     shard: dict[str, Any]
     assigned: bool = False
     sessions: set[str] = field(default_factory=set)
+    peer: JobPeer | None = None  # the connection that offered it: its close ends the job
 
 
 class Provider:
@@ -165,7 +166,7 @@ class Provider:
             )
             return
         assert peer.peer_pubkey is not None
-        self.jobs[job] = ProviderJob(job, peer.peer_pubkey, body["model"], body["shard"])
+        self.jobs[job] = ProviderJob(job, peer.peer_pubkey, body["model"], body["shard"], peer=peer)
         if self.store.find_job(job, ROLE) is None:
             self.store.create_job(
                 job,
@@ -347,9 +348,7 @@ class Provider:
         """A driver went away: close its sessions; its jobs end completed (sessions ran) or failed."""
         for s in [s for s in self.sessions.values() if s.peer is peer]:
             await self._drop_session(s)
-        for pj in [
-            pj for pj in self.jobs.values() if pj.owner == peer.peer_pubkey and not pj.sessions
-        ]:
+        for pj in [pj for pj in self.jobs.values() if pj.peer is peer and not pj.sessions]:
             self._finish(pj, JobState.COMPLETED if pj.assigned else JobState.CANCELLED)
 
     async def close(self) -> None:

@@ -402,3 +402,32 @@ async def test_cancel_a_running_job(tmp_path: Path, tiny_model: Any, no_nodes: l
             await asyncio.sleep(0.05)
     recs = [r for p in provs if (r := p.store.find_job(out.job, "provider")) is not None]
     assert [r.state for r in recs] == [JobState.CANCELLED]  # the provider was told (job.cancel)
+
+
+async def test_concurrent_clients_share_the_providers(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    """Regression: one job's connection closing must not end another job offered meanwhile."""
+    import asyncio
+
+    path, model, cid = tiny_model
+    _, agg = await swarm(tmp_path, path, cid, no_nodes, providers=2, memory=half_model_memory(path))
+
+    async def client(i: int) -> list[Any]:
+        sk = generate_secret_key()
+        return [
+            await submit_job(
+                agg.endpoint,
+                sk,
+                model=cid,
+                prompt_ids=[1 + i, 2 + j, 3],
+                max_new_tokens=4,
+                stream=False,
+            )
+            for j in range(3)
+        ]
+
+    outs = [o for batch in await asyncio.gather(*(client(i) for i in range(4))) for o in batch]
+    assert [o.state for o in outs] == ["completed"] * 12, [o.error for o in outs]
+    assert all(o.reroutes == 0 for o in outs)
+    assert outs[0].tokens == hf_greedy(model, [1, 2, 3], 4)
