@@ -13,9 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import socket
-import subprocess
 from typing import Any
 
 from infernet_ref.node.demo.scenario import (
@@ -32,6 +30,7 @@ from infernet_ref.node.demo.scenario import (
     write_configs,
 )
 from infernet_ref.node.demo.swarm import NodeProc, Swarm, SwarmError
+from infernet_ref.node.sandbox.docker import remove_group
 
 STREAM_EVERY = 8  # print the streamed text every this many tokens
 FETCH_EVENTS = {"provider.model_fetched", "provider.model_fetch_failed"}
@@ -60,28 +59,12 @@ async def _cleanup(state: DemoState, swarm: Swarm) -> None:
     await swarm.close()
     state.report["cleanup"] = {
         "processes_left": len(swarm.leftovers()),
-        "containers_left": _containers_left(),
+        "containers_left": await asyncio.to_thread(remove_group, swarm.group),
         "workdir_kept": state.opts.keep or state.opts.workdir is not None,
     }
     if state.opts.keep or state.opts.workdir is not None:
         (state.root / "report.json").write_text(json.dumps(state.report, indent=1, default=str))
     remove_root(state.root, state.opts)
-
-
-def _containers_left() -> int | None:
-    docker = shutil.which("docker")
-    if docker is None:
-        return None
-    with contextlib.suppress(OSError, subprocess.SubprocessError):
-        done = subprocess.run(
-            [docker, "ps", "-q", "--filter", "label=infernet.worker=1"],
-            capture_output=True,
-            timeout=20,
-            check=False,
-        )
-        if done.returncode == 0:
-            return len(done.stdout.split())
-    return None
 
 
 async def _scenario(state: DemoState, swarm: Swarm) -> None:

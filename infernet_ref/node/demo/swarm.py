@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import sys
 import time
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from infernet_ref.errors import InfernetError
+from infernet_ref.node.sandbox.docker import GROUP_ENV
 
 
 class SwarmError(InfernetError):
@@ -67,6 +69,8 @@ class Swarm:
         self.root = root
         self.python = python
         self.nodes: dict[str, NodeProc] = {}
+        #: Label of every sandbox container this swarm's nodes start (reaped by the demo's cleanup).
+        self.group = f"demo-{os.getpid()}-{secrets.token_hex(4)}"
 
     def add(self, name: str, role: str, config: dict[str, Any]) -> NodeProc:
         """Write a node's configuration (JSON) and register it; does not start it."""
@@ -93,7 +97,7 @@ class Swarm:
                 stdout=log,
                 stderr=log,
                 start_new_session=True,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                env={**os.environ, "PYTHONUNBUFFERED": "1", GROUP_ENV: self.group},
             )
         finally:
             log.close()

@@ -11,6 +11,11 @@ attached stdin/stdout), ``--memory`` = ``--memory-swap`` (no swap), ``--cpus``, 
 a read-only root, a size-capped ``/tmp`` tmpfs, ``--cap-drop ALL``,
 ``--security-opt no-new-privileges``, uid/gid 65534, and ``--log-driver none`` (activations
 must not be copied into container logs). Closing the handle removes the container.
+
+A container outlives a worker process that is SIGKILLed together with its ``docker run`` client
+(the daemon, not the client, owns it). When the environment names a group
+(``INFERNET_SANDBOX_GROUP``), every container also carries ``infernet.group=<group>``, so whoever
+started the group (the demo, a test) can reap what is left with :func:`remove_group`.
 """
 
 from __future__ import annotations
@@ -20,6 +25,8 @@ import contextlib
 import hashlib
 import io
 import math
+import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -32,6 +39,8 @@ from infernet_ref.node.sandbox.spec import SANDBOX_MODEL_DIR, SandboxUnavailable
 IMAGE_REPO = "infernet-worker"
 SANDBOX_USER = "65534:65534"
 LABEL = "infernet.worker=1"
+GROUP_ENV = "INFERNET_SANDBOX_GROUP"
+_GROUP_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 PASSWD = b"root:x:0:0:root:/root:/usr/sbin/nologin\nsandbox:x:65534:65534:infernet:/tmp:/usr/sbin/nologin\n"
 GROUP = b"root:x:0:\nsandbox:x:65534:\n"
 DIRS = ("etc", "tmp", "proc", "dev", "sys", "model", "usr", "root", "work", "home")
@@ -115,6 +124,9 @@ def docker_argv(spec: WorkerSpec, docker: str, image: str, name: str) -> list[st
     plan = mount_plan()
     mem = str(spec.memory_limit_bytes)
     args = [docker, "run", "--rm", "-i", "--name", name, "--label", LABEL]
+    group = os.environ.get(GROUP_ENV, "")
+    if _GROUP_RE.match(group):
+        args += ["--label", f"infernet.group={group}"]
     args += ["--network", "none", "--memory", mem, "--memory-swap", mem]
     args += ["--cpus", f"{spec.cpus:g}", "--pids-limit", str(spec.pids_limit)]
     args += ["--read-only", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
@@ -173,3 +185,28 @@ class DockerExecutor:
         )
         await wait_ready(handle, spec.start_timeout)
         return handle
+
+
+def remove_group(group: str, timeout: float = 60.0) -> int | None:
+    """Force-remove every worker container labelled ``infernet.group=<group>``.
+
+    Returns how many containers of the group are still listed afterwards (0 when all are gone),
+    or None when no Docker client or daemon answers.
+    """
+    docker = docker_path()
+    if docker is None or not _GROUP_RE.match(group):
+        return None
+    listing = [docker, "ps", "-aq", "--filter", f"label=infernet.group={group}"]
+    try:
+        found = subprocess.run(listing, capture_output=True, timeout=timeout, check=False)
+        if found.returncode != 0:
+            return None
+        ids = found.stdout.decode().split()
+        if ids:
+            subprocess.run(
+                [docker, "rm", "-f", *ids], capture_output=True, timeout=timeout, check=False
+            )
+        again = subprocess.run(listing, capture_output=True, timeout=timeout, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return len(again.stdout.split()) if again.returncode == 0 else None
