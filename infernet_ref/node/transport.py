@@ -4,9 +4,12 @@ over one WebSocket of the ws layer (spec/job.md).
 Theory of operation. A reader task feeds every frame into the sans-I/O core and writes what the
 core queues; a timer task calls ``tick`` for heartbeats. Replies (messages with ``re``) resolve
 the future of the matching :meth:`JobPeer.request`; ``sys.error`` and ``job.reject`` replies
-raise :class:`~infernet_ref.node.errors.RemoteJobError` there. Other messages go, in arrival
-order, to the ``on_message`` callback, which must return quickly (long work spawns its own task).
-All writes go through one lock, so an envelope and its binary frame are always adjacent.
+raise :class:`~infernet_ref.node.errors.RemoteJobError` there. Other messages go through a
+bounded inbox to a dispatcher task that awaits the ``on_message`` callback one message at a time,
+in arrival order. The reader never waits for a handler (only for a full inbox), so heartbeats and
+replies keep being read while a handler does long work such as starting a sandboxed worker; a
+peer is never timed out because *we* were busy. All writes go through one lock, so an envelope
+and its binary frame are always adjacent.
 """
 
 from __future__ import annotations
@@ -35,6 +38,10 @@ OnMessage = Callable[["JobPeer", Message, bytes | None], Awaitable[None]]
 OnClose = Callable[["JobPeer"], Awaitable[None]]
 
 
+#: Messages read but not yet handled; when full, the reader waits (backpressure to the peer).
+INBOX_SIZE = 256
+
+
 class PeerClosed(InfernetError):
     """The connection to the peer closed before the reply came."""
 
@@ -58,6 +65,8 @@ class JobPeer:
         self._pending: dict[str, asyncio.Future[tuple[Message, bytes | None]]] = {}
         self._write_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        self._inbox: asyncio.Queue[tuple[Message, bytes | None] | None] = asyncio.Queue(INBOX_SIZE)
+        self._dispatcher: asyncio.Task[None] | None = None
         self.close_reason = ""
 
     @property
@@ -65,7 +74,23 @@ class JobPeer:
         return self.conn.peer_pubkey
 
     def start(self) -> None:
-        self._tasks = [asyncio.create_task(self._reader()), asyncio.create_task(self._timer())]
+        self._dispatcher = asyncio.create_task(self._dispatch())
+        self._tasks = [
+            asyncio.create_task(self._reader()),
+            asyncio.create_task(self._timer()),
+            self._dispatcher,
+        ]
+
+    async def _dispatch(self) -> None:
+        """Hand queued messages to ``on_message`` in order until the sentinel after close."""
+        while (item := await self._inbox.get()) is not None:
+            if self.on_message is None:
+                continue
+            msg, payload = item
+            try:
+                await self.on_message(self, msg, payload)
+            except (InfernetError, OSError) as exc:  # e.g. the reply hit a closed connection
+                self.log.warning("job.handler_failed", type=msg.type, error=str(exc))
 
     async def _flush(self) -> None:
         async with self._write_lock:
@@ -156,7 +181,7 @@ class JobPeer:
             if fut is not None and not fut.done():
                 fut.set_result((ev.message, ev.payload))
             elif self.on_message is not None:
-                await self.on_message(self, ev.message, ev.payload)
+                await self._inbox.put((ev.message, ev.payload))
         elif isinstance(ev, ProtocolViolation):
             self.log.warning(
                 "job.protocol_violation", peer=self.peer_pubkey, code=ev.code, reason=ev.reason
@@ -188,13 +213,18 @@ class JobPeer:
         if self.on_close is not None:
             await self.on_close(self)
         for task in self._tasks:
-            if task is not asyncio.current_task():
+            if task is not asyncio.current_task() and task is not self._dispatcher:
                 task.cancel()
+        # The dispatcher finishes the message in hand and whatever was already queued, then stops.
+        with contextlib.suppress(asyncio.QueueFull):
+            self._inbox.put_nowait(None)
 
     async def close(self) -> None:
         with contextlib.suppress(InfernetError, OSError):
             await self.ws.close(1000, "")
         await self._closed()
+        if self._dispatcher is not None:  # a local close does not wait for handlers in progress
+            self._dispatcher.cancel()
         for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError, InfernetError):
                 await task
