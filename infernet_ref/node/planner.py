@@ -224,9 +224,70 @@ def _whole(model: ModelShape, needs: JobNeeds, ranked: Sequence[ProviderOffer]) 
     return None
 
 
+#: Search nodes the exact stage search may expand before it settles for the greedy plan
+#: (only swarms with many providers of different layer ranges get near it).
+SEARCH_BUDGET = 50_000
+
+
 def _pipeline(
     model: ModelShape, needs: JobNeeds, ranked: Sequence[ProviderOffer]
 ) -> JobPlan | None:
+    """The fewest pipeline stages on distinct providers (spec/job.md §Planning step 4).
+
+    From a later start a provider reaches at least as far (fewer layers, no embedding), so each
+    chosen provider takes its furthest reach; what remains is which providers, in which order.
+    An iterative-deepening search over that choice is exact (greedy furthest-reach is not: it can
+    spend a provider that a later range needed). Candidates are tried by reach, then smaller
+    ``tp``, then score, so the first plan found at the minimal depth is also the preferred one.
+    """
+    L = model.num_layers
+    reach: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def reach_of(i: int, a: int) -> tuple[int, int]:
+        if (i, a) not in reach:
+            reach[(i, a)] = _reach(ranked[i], model, needs, a)
+        return reach[(i, a)]
+
+    budget = [SEARCH_BUDGET]
+    failed: set[tuple[int, frozenset[int], int]] = set()
+
+    def search(a: int, used: frozenset[int], left: int) -> list[tuple[int, int, int]] | None:
+        if a >= L:
+            return []
+        if left == 0 or (a, used, left) in failed or budget[0] <= 0:
+            return None
+        budget[0] -= 1
+        options = []
+        for i in range(len(ranked)):
+            if i not in used:
+                end, tp = reach_of(i, a)
+                if end > a:
+                    options.append((-end, tp, i))
+        for neg_end, tp, i in sorted(options):
+            rest = search(-neg_end, used | {i}, left - 1)
+            if rest is not None:
+                return [(i, a, tp), *rest]
+        failed.add((a, used, left))
+        return None
+
+    for depth in range(1, len(ranked) + 1):
+        found = search(0, frozenset(), depth)
+        if found is not None:
+            stages = [
+                Placement(ranked[i], k, a, reach_of(i, a)[0], tp)
+                for k, (i, a, tp) in enumerate(found)
+            ]
+            strategy = "hybrid" if any(s.tp > 1 for s in stages) else "pipeline"
+            return JobPlan(strategy, (tuple(stages),))
+        if budget[0] <= 0:
+            return _greedy_pipeline(model, needs, ranked)
+    return None
+
+
+def _greedy_pipeline(
+    model: ModelShape, needs: JobNeeds, ranked: Sequence[ProviderOffer]
+) -> JobPlan | None:
+    """Furthest reach first, one provider per stage: the fallback when the search budget ends."""
     L, a = model.num_layers, 0
     stages: list[Placement] = []
     used: set[str] = set()
@@ -236,9 +297,7 @@ def _pipeline(
             if p.pubkey in used:
                 continue
             end, tp = _reach(p, model, needs, a)
-            if end > a and (
-                choice is None or end > choice[0] or (end == choice[0] and tp < choice[1])
-            ):
+            if end > a and (choice is None or (end, -tp) > (choice[0], -choice[1])):
                 choice = (end, tp, p)
         if choice is None:
             return None

@@ -248,7 +248,9 @@ class Provider:
         served = self._served(pj.model, shard)
         handle = await self._worker(served, shard)
         key = (served.cid, shard["layer_start"], shard["layer_end"], shard["tp"], served.dtype)
-        reply = await self._worker_call(handle, {"op": "stage.open", "session": sid})
+        reply = await self._worker_call(
+            handle, {"op": "stage.open", "session": sid, "max_tokens": body["max_tokens"]}
+        )
         self.sessions[sid] = Session(sid, pj.job, peer, key, body["max_tokens"])
         pj.sessions.add(sid)
         await peer.send(

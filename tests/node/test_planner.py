@@ -276,3 +276,15 @@ def test_verification_majority_ties_and_mismatch_naming() -> None:
     }
     with pytest.raises(ValueError, match="one hash"):
         compare([], [])
+
+
+def test_greedy_fallback_when_the_search_budget_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    from infernet_ref.node import planner
+
+    providers = [offer(f"p{i}", WHOLE // 3, layer_start=0) for i in range(6)]
+    exact = plan_job(TOY, NEEDS, providers)
+    monkeypatch.setattr(planner, "SEARCH_BUDGET", 1)
+    fallback = plan_job(TOY, NEEDS, providers)
+    assert [(s.layer_start, s.layer_end) for s in fallback.replicas[0]] == [
+        (s.layer_start, s.layer_end) for s in exact.replicas[0]
+    ]
