@@ -37,6 +37,37 @@ def test_schema_is_valid_and_documented(path: Path) -> None:
     assert _examples(doc), f"{path.name} has no examples"
 
 
+def _undeclared_objects(node: Any, where: str) -> list[str]:
+    """Object definitions listing properties without saying whether others are allowed.
+
+    Subschemas under allOf/if/then/else/not only add constraints to an object defined
+    elsewhere, so they are not definitions.
+    """
+    found: list[str] = []
+    if isinstance(node, dict):
+        if (
+            "properties" in node
+            and "additionalProperties" not in node
+            and not {"allOf", "$ref", "unevaluatedProperties"} & node.keys()
+        ):
+            found.append(where or "/")
+        for key, value in node.items():
+            if key not in {"examples", "allOf", "if", "then", "else", "not"}:
+                found += _undeclared_objects(value, f"{where}/{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found += _undeclared_objects(value, f"{where}/{i}")
+    return found
+
+
+@pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
+def test_objects_declare_whether_they_are_open(path: Path) -> None:
+    # JSON Schema leaves an object open by default, the generated model drops unknown fields by
+    # default: each object must say which it is (false -> extra="forbid", true -> extra="allow").
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    assert _undeclared_objects(doc, "") == []
+
+
 @pytest.mark.parametrize("path", SCHEMA_FILES, ids=lambda p: p.name)
 def test_examples_validate(path: Path) -> None:
     doc = json.loads(path.read_text(encoding="utf-8"))
