@@ -11,6 +11,7 @@ the core's timer: expiry, bucket refresh, liveness pings, republishing.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,22 +34,23 @@ HEALTH_PER_TICK = 8
 MAX_PAGES = 4
 
 
-class Operation:
+class Operation(abc.ABC):
     """Base class: a client-side procedure driven by responses and timeouts."""
 
     op_id: int = 0
     finished: bool = False
 
+    @abc.abstractmethod
     def start(self, core: DHTCore, now: float) -> None:
-        raise NotImplementedError
+        """Send the first queries."""
 
-    def on_response(self, core: DHTCore, req: Request, body: dict[str, Any], now: float) -> None:
+    def on_response(self, core: DHTCore, req: Request, body: dict[str, Any], now: float) -> None:  # noqa: B027 - optional hook
         """An answer (already proven to come from ``req``'s contact)."""
 
-    def on_stall(self, core: DHTCore, req: Request, now: float) -> None:
+    def on_stall(self, core: DHTCore, req: Request, now: float) -> None:  # noqa: B027 - optional hook
         """The adaptive timeout passed (spec/dht.md §Timeouts)."""
 
-    def on_fail(self, core: DHTCore, req: Request, now: float) -> None:
+    def on_fail(self, core: DHTCore, req: Request, now: float) -> None:  # noqa: B027 - optional hook
         """Hard timeout, ERROR or failed proof."""
 
 

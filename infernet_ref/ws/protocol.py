@@ -18,6 +18,7 @@ timeout, so the close frame is not lost to a TCP reset.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import logging
 import os
@@ -37,7 +38,7 @@ logger = logging.getLogger("infernet_ref.ws")
 DataLike = str | bytes | bytearray | memoryview
 
 
-class WebSocket(asyncio.Protocol):
+class WebSocket(asyncio.Protocol, metaclass=abc.ABCMeta):
     """One WebSocket connection (client or server side) in the asyncio API."""
 
     is_server = False
@@ -110,8 +111,9 @@ class WebSocket(asyncio.Protocol):
         else:
             self._feed(data)
 
+    @abc.abstractmethod
     def _handshake_data(self, data: bytes) -> None:
-        raise NotImplementedError
+        """Bytes before the opening handshake completed (the server and client sides differ)."""
 
     def _feed(self, data: bytes) -> None:
         conn = self._conn
