@@ -355,7 +355,7 @@ def paged_attention_decode(  # noqa: PLR0917 (positional signature fixed by the 
         q, num_kv_heads, capacity, partition_size, plan.block_n
     )
     split = n_parts > 1
-    part_m = part_l = part_acc = out  # placeholders, never touched when not split
+    part_m = part_l = part_acc = out  # unused pointer arguments when SPLIT is off
     if split:
         part_m = torch.empty((num_seqs, num_heads, n_parts), dtype=torch.float32, device=q.device)
         part_l = torch.empty_like(part_m)
