@@ -299,13 +299,14 @@ class Provider:
                 ErrorCode.INVALID_STATE,
             )
         assert payload is not None  # the schema requires payload, the core pairs the frame
-        check_frame_header(payload, s.id, s.position)
+        header = _frame_meta(payload)  # parsed once: session/position check and token count
+        check_frame_header(payload, s.id, s.position, header=header)
         handle = self.workers.get(s.worker_key)
         if handle is None or not handle.alive:
             raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
         reply = await self._worker_call(handle, {"op": "stage.forward", "session": s.id}, payload)
         s.step += 1
-        s.position += frame_tokens(payload)
+        s.position += frame_tokens(payload, header=header)
         self.steps_served += 1
         out = {
             "session": s.id,
@@ -382,18 +383,24 @@ def _frame_meta(payload: bytes) -> dict[str, Any]:
     return header
 
 
-def check_frame_header(payload: bytes, session: str, position: int) -> None:
-    """The frame must belong to ``session`` at ``position`` (spec/job.md §Pipeline sessions)."""
-    meta = _frame_meta(payload)["__metadata__"]
+def check_frame_header(
+    payload: bytes, session: str, position: int, *, header: dict[str, Any] | None = None
+) -> None:
+    """The frame must belong to ``session`` at ``position`` (spec/job.md §Pipeline sessions).
+
+    ``header`` is the already parsed :func:`_frame_meta` of ``payload``, when the caller has it.
+    """
+    meta = (header if header is not None else _frame_meta(payload))["__metadata__"]
     if meta.get("session") != session or meta.get("position") != str(position):
         raise JobProtocolError(
             f"activation frame is for session {meta.get('session')!r} at {meta.get('position')!r}, not {session!r} at {position}"
         )
 
 
-def frame_tokens(payload: bytes) -> int:
+def frame_tokens(payload: bytes, *, header: dict[str, Any] | None = None) -> int:
     """Number of tokens an input frame carries (its tensor's first dimension)."""
-    header = _frame_meta(payload)
+    if header is None:
+        header = _frame_meta(payload)
     for name, entry in header.items():
         if name != "__metadata__" and isinstance(entry, dict) and entry.get("shape"):
             return int(entry["shape"][0])

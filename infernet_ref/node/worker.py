@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import secrets
 import sys
 from dataclasses import dataclass
@@ -104,6 +105,26 @@ def _num(h: dict[str, Any], key: str, lo: float, hi: float, default: float) -> f
     if not isinstance(v, int | float) or isinstance(v, bool) or not lo <= v <= hi:
         raise OpError("bad_request", f"{key!r} must be a number in [{lo}, {hi}]")
     return float(v)
+
+
+def _frame_session(payload: bytes) -> str | None:
+    """The ``session`` in a frame's safetensors metadata; None when the header is unreadable.
+
+    A cheap look at the header only (spec/runtime.md §5.3 frames); full validation stays with
+    :func:`~infernet_ref.runtime.frames.decode_frame`.
+    """
+    if len(payload) < 8:
+        return None
+    n = int.from_bytes(payload[:8], "little")
+    if n > len(payload) - 8:
+        return None
+    try:
+        header = json.loads(payload[8 : 8 + n])
+    except (ValueError, UnicodeDecodeError):
+        return None
+    meta = header.get("__metadata__") if isinstance(header, dict) else None
+    session = meta.get("session") if isinstance(meta, dict) else None
+    return session if isinstance(session, str) else None
 
 
 def _session(h: dict[str, Any]) -> str:
@@ -202,10 +223,13 @@ class StageWorker:
             s = _session(h)
             if s not in self.sessions:
                 raise OpError("unknown_session", f"session {s!r} is not open")
-            from infernet_ref.runtime.frames import decode_frame  # noqa: PLC0415
+            # Without followers the stage's own decode validates the frame fully, so only the
+            # session is read here; with followers the frame is checked before they see it.
+            if self.tp > 1 or _frame_session(payload) != s:
+                from infernet_ref.runtime.frames import decode_frame  # noqa: PLC0415
 
-            if decode_frame(payload, max_size=self.args.max_payload).session != s:
-                raise OpError("bad_frame", f"frame does not belong to session {s!r}")
+                if decode_frame(payload, max_size=self.args.max_payload).session != s:
+                    raise OpError("bad_frame", f"frame does not belong to session {s!r}")
             out = self._forward(payload)
             return {"session": s, "seconds": self.stage.last_forward_seconds}, out
         if op == "stage.close":
