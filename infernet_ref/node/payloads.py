@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import json
 from collections.abc import Sequence
@@ -31,15 +32,31 @@ def output_sha256(ids: Sequence[int]) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=64)
+def _public_hex(secret_key: bytes) -> str:
+    """Our x-only public key, hex (cached: the node seals one payload per streamed token)."""
+    from infernet_ref.nostr import public_key  # noqa: PLC0415
+
+    return public_key(secret_key).hex()
+
+
+@functools.lru_cache(maxsize=1024)
+def _conversation_key(secret_key: bytes, peer_hex: str) -> bytes:
+    """The NIP-44 v2 conversation key with ``peer_hex`` (cached; failures are not cached)."""
+    from infernet_ref.nostr.nip44 import nip44_conversation_key  # noqa: PLC0415
+
+    key: bytes = nip44_conversation_key(secret_key, bytes.fromhex(peer_hex))
+    return key
+
+
 def seal_json(obj: Any, secret_key: bytes, to_pubkey: str) -> dict[str, Any]:
     """Encrypt ``obj`` (canonical JSON) for ``to_pubkey``; returns an EncryptedPayload object."""
-    from infernet_ref.nostr import public_key  # noqa: PLC0415
     from infernet_ref.nostr.chunked import chunked_seal  # noqa: PLC0415
-    from infernet_ref.nostr.nip44 import nip44_conversation_key, nip44_encrypt  # noqa: PLC0415
+    from infernet_ref.nostr.nip44 import nip44_encrypt  # noqa: PLC0415
 
     plain = canonical_json(obj)
-    key = nip44_conversation_key(secret_key, bytes.fromhex(to_pubkey))
-    me = public_key(secret_key).hex()
+    key = _conversation_key(bytes(secret_key), to_pubkey)
+    me = _public_hex(bytes(secret_key))
     if len(plain) <= NIP44_MAX:
         return {
             "scheme": "nip44",
@@ -58,18 +75,22 @@ def seal_json(obj: Any, secret_key: bytes, to_pubkey: str) -> dict[str, Any]:
 
 def open_json(payload: dict[str, Any], secret_key: bytes, *, sender: str | None) -> Any:
     """Decrypt an EncryptedPayload addressed to us from ``sender`` (None: any sender)."""
-    from infernet_ref.nostr import public_key  # noqa: PLC0415
     from infernet_ref.nostr.chunked import chunked_open  # noqa: PLC0415
     from infernet_ref.nostr.nip44 import nip44_conversation_key, nip44_decrypt  # noqa: PLC0415
 
-    if payload.get("to") != public_key(secret_key).hex():
+    if payload.get("to") != _public_hex(bytes(secret_key)):
         raise JobProtocolError("encrypted payload is addressed to another key", ErrorCode.FORBIDDEN)
     if sender is not None and payload.get("from") != sender:
         raise JobProtocolError(
             "encrypted payload was not made by the authenticated peer", ErrorCode.FORBIDDEN
         )
     try:
-        key = nip44_conversation_key(secret_key, bytes.fromhex(payload["from"]))
+        sender_hex = payload["from"]
+        key = (
+            _conversation_key(bytes(secret_key), sender_hex)
+            if isinstance(sender_hex, str)
+            else nip44_conversation_key(secret_key, bytes.fromhex(sender_hex))
+        )
         if payload["scheme"] == "nip44":
             plain = nip44_decrypt(payload["data"], key).encode()
         else:
