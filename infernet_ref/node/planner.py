@@ -277,8 +277,7 @@ def _pipeline(
                 Placement(ranked[i], k, a, reach_of(i, a)[0], tp)
                 for k, (i, a, tp) in enumerate(found)
             ]
-            strategy = "hybrid" if any(s.tp > 1 for s in stages) else "pipeline"
-            return JobPlan(strategy, (tuple(stages),))
+            return _staged_plan(stages)
         if budget[0] <= 0:
             return _greedy_pipeline(model, needs, ranked)
     return None
@@ -305,6 +304,11 @@ def _greedy_pipeline(
         stages.append(Placement(p, len(stages), a, end, tp))
         used.add(p.pubkey)
         a = end
+    return _staged_plan(stages)
+
+
+def _staged_plan(stages: list[Placement]) -> JobPlan:
+    """One replica of pipeline stages: "hybrid" when any stage is tensor-parallel."""
     strategy = "hybrid" if any(s.tp > 1 for s in stages) else "pipeline"
     return JobPlan(strategy, (tuple(stages),))
 

@@ -152,13 +152,20 @@ def _tree(root: Path) -> dict[str, bytes]:
     }
 
 
+def _fresh(
+    spec_dir: Path, tmp: str, package_dir: Path
+) -> tuple[Path, dict[str, bytes], dict[str, bytes]]:
+    """Render into ``tmp``; return that folder and the (fresh, committed) file trees."""
+    fresh = Path(tmp) / PACKAGE_NAME
+    fresh.mkdir()
+    render(spec_dir, fresh)
+    return fresh, _tree(fresh), _tree(package_dir) if package_dir.exists() else {}
+
+
 def generate(spec_dir: Path = SPEC_SCHEMAS, package_dir: Path = GENERATED_PACKAGE) -> list[str]:
     """Regenerate ``package_dir`` from ``spec_dir``; return the relative paths that changed."""
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / PACKAGE_NAME
-        fresh.mkdir()
-        render(spec_dir, fresh)
-        new, old = _tree(fresh), _tree(package_dir) if package_dir.exists() else {}
+        fresh, new, old = _fresh(spec_dir, tmp, package_dir)
         changed = sorted(k for k in new.keys() | old.keys() if new.get(k) != old.get(k))
         if changed:
             if package_dir.exists():
@@ -170,10 +177,7 @@ def generate(spec_dir: Path = SPEC_SCHEMAS, package_dir: Path = GENERATED_PACKAG
 def check(spec_dir: Path = SPEC_SCHEMAS, package_dir: Path = GENERATED_PACKAGE) -> str:
     """Return a unified diff between ``package_dir`` and a fresh generation (empty when in sync)."""
     with tempfile.TemporaryDirectory() as tmp:
-        fresh = Path(tmp) / PACKAGE_NAME
-        fresh.mkdir()
-        render(spec_dir, fresh)
-        new, old = _tree(fresh), _tree(package_dir) if package_dir.exists() else {}
+        _, new, old = _fresh(spec_dir, tmp, package_dir)
     chunks: list[str] = []
     for name in sorted(new.keys() | old.keys()):
         if new.get(name) == old.get(name):
