@@ -1,6 +1,7 @@
 """Runtime benchmark: decode/prefill tokens/s against transformers, TP=2 vs TP=1, load memory.
 
     .venv/bin/python benchmarks/bench_runtime.py [--new-tokens 128] [--prompt 32] [--threads 2]
+    python benchmarks/bench_runtime.py --device cuda [--dtype bfloat16] [--json out.json]
 
 Builds a random-weight 56M-parameter Llama (hidden 512, 8 layers, 8 heads, 4 KV heads,
 intermediate 1408, vocab 32000, fp32), saves it as safetensors, then in the same run:
@@ -10,6 +11,11 @@ intermediate 1408, vocab 32000, fp32), saves it as safetensors, then in the same
 3. peak RSS while loading, in fresh processes, against the weight bytes, for our loader and for
    transformers' ``from_pretrained``.
 Numbers are noisy on a shared machine; each timing is the best of ``--repeat`` runs.
+
+With ``--device cuda`` both models live on the GPU in ``--dtype`` (our runtime then calls the
+Triton kernels) and only step 1 runs: TP=2 would need two GPUs, and host RSS says nothing about
+GPU memory. Without a CUDA device ``--device cuda`` says so and exits 0. Under bf16/fp16 the
+two implementations round differently, so identical greedy tokens are reported, not required.
 """
 
 from __future__ import annotations
@@ -47,16 +53,25 @@ def make_checkpoint(path: Path) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def hf_run(model: object, prompt: list[int], n: int) -> tuple[float, float, list[int]]:
     """One transformers run: (prefill seconds, decode seconds per token, tokens)."""
-    ids = torch.tensor([prompt])
+    device = next(model.parameters()).device  # type: ignore[attr-defined]
+    ids = torch.tensor([prompt], device=device)
     kw = {"attention_mask": torch.ones_like(ids), "do_sample": False, "pad_token_id": 0}
     with torch.inference_mode():
+        _sync(device)
         t = time.perf_counter()
         model.generate(ids, max_new_tokens=1, min_new_tokens=1, **kw)  # type: ignore[attr-defined]
+        _sync(device)
         pre = time.perf_counter() - t
         t = time.perf_counter()
         out = model.generate(ids, max_new_tokens=n, min_new_tokens=n, **kw)  # type: ignore[attr-defined]
+        _sync(device)
         total = time.perf_counter() - t
     return pre, (total - pre) / (n - 1), out[0, len(prompt) :].tolist()
 
@@ -72,14 +87,22 @@ def our_run(model: object, prompt: list[int], n: int) -> tuple[float, float, lis
     return s.prefill_seconds, s.decode_seconds / s.decode_tokens, out
 
 
-def bench_pair(path: Path, prompt: list[int], n: int, repeat: int) -> dict[str, object]:
+def bench_pair(
+    path: Path,
+    prompt: list[int],
+    n: int,
+    repeat: int,
+    *,
+    device: str = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> dict[str, object]:
     """Alternate transformers and ours (ABAB...) so that load changes hit both; best of each."""
     from transformers import AutoModelForCausalLM
 
     from infernet_ref.runtime.loader import load_model
 
-    hf = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32).eval()
-    ours = load_model(path)
+    hf = AutoModelForCausalLM.from_pretrained(path, dtype=dtype).to(device).eval()
+    ours = load_model(path, dtype=dtype, device=device)
     best = {"hf": [float("inf")] * 2, "ours": [float("inf")] * 2}
     tokens: dict[str, list[int]] = {}
     for _ in range(repeat):
@@ -140,6 +163,12 @@ def load_memory(path: Path, hf: bool) -> dict[str, int]:
     return result
 
 
+def _kernels_in_use() -> bool:
+    from infernet_ref.runtime import ops
+
+    return ops.triton_kernels() is not None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--new-tokens", type=int, default=128)
@@ -147,17 +176,29 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--skip-tp", action="store_true")
+    ap.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    ap.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default="float32")
+    ap.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = ap.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_runtime: --device cuda but no CUDA device here; nothing to measure.")
+        return
     torch.set_num_threads(args.threads)
+    dtype = getattr(torch, args.dtype)
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "llama56m"
         params = make_checkpoint(path)
+        where = (
+            f"{torch.cuda.get_device_name(0)}, triton kernels: {_kernels_in_use()}"
+            if args.device == "cuda"
+            else f"{args.threads} threads"
+        )
         print(
-            f"model: {params / 1e6:.1f}M params, fp32, {args.threads} threads, "
+            f"model: {params / 1e6:.1f}M params, {args.dtype}, {where}, "
             f"prompt {args.prompt}, {args.new_tokens} new tokens, torch {torch.__version__}"
         )
         prompt = [(7 * i + 3) % CONFIG["vocab_size"] for i in range(args.prompt)]
-        r = bench_pair(path, prompt, args.new_tokens, args.repeat)
+        r = bench_pair(path, prompt, args.new_tokens, args.repeat, device=args.device, dtype=dtype)
         hf_pre, hf_dec, our_pre, our_dec = (
             float(r["hf_prefill"]),
             float(r["hf_decode"]),
@@ -173,6 +214,11 @@ def main() -> None:
             f"ratio {our_dec / hf_dec:.2f}x"
         )
         print(f"greedy tokens identical: {r['same']} ({r['n']} tokens)")
+        if args.json:
+            figures = {"device": args.device, "dtype": args.dtype, "params": params, **r}
+            Path(args.json).write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+        if args.device == "cuda":
+            return
         if not args.skip_tp:
             from infernet_ref.runtime.launch import run_ranks
 

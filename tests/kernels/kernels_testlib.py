@@ -1,14 +1,60 @@
-"""Helpers shared by the kernel tests: tolerance checks and paged-cache construction."""
+"""Helpers shared by the kernel tests: tolerance checks, paged-cache construction, test device.
+
+By default the kernels run on CPU tensors through Triton's interpreter. With
+``INFERNET_TEST_DEVICE=cuda`` (and a CUDA device) conftest.py leaves ``TRITON_INTERPRET`` unset,
+so the kernels are *compiled*, and wraps the four public kernels with :func:`run_on_device`: the
+tests still build their inputs on CPU (seeded CPU generators), every tensor argument is copied to
+the GPU with its strides and storage offset intact, the compiled kernel runs there, and its
+output comes back to CPU to be compared with the CPU reference. The same tests thus check the
+GPU code (including strided and padded inputs) against an oracle that never touched the GPU.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from infernet_kernels import tolerance
 
+#: "cpu" (interpreted kernels, the CI default) or "cuda" (compiled kernels on the GPU).
+DEVICE = "cuda" if os.environ.get("INFERNET_TEST_DEVICE", "").strip().lower() == "cuda" else "cpu"
+
 DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 DTYPE_IDS = ("fp32", "fp16", "bf16")
+
+
+def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
+    """Copy ``t`` to ``device`` keeping its shape, strides and storage offset (its whole storage
+    travels, so padding between strided rows keeps its values, NaN included)."""
+    storage = t.untyped_storage()
+    flat = torch.empty(0, dtype=t.dtype).set_(storage)  # the whole storage as a 1-D tensor
+    return flat.to(device).as_strided(t.shape, t.stride(), t.storage_offset())
+
+
+def _move(value: Any, device: str | torch.device) -> Any:
+    if isinstance(value, torch.Tensor):
+        return to_device(value, device)
+    if isinstance(value, tuple):
+        return tuple(_move(v, device) for v in value)
+    return value
+
+
+def run_on_device(fn: Callable[..., Any], device: str = "cuda") -> Callable[..., Any]:
+    """``fn`` with its tensor arguments on ``device`` and its tensor results back on CPU."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        out = fn(*_move(args, device), **{k: _move(v, device) for k, v in kwargs.items()})
+        outs = out if isinstance(out, tuple) else (out,)
+        for o in outs:  # the kernel really ran on the GPU
+            assert o.device.type == torch.device(device).type, f"output on {o.device}"
+        return _move(out, "cpu")
+
+    return wrapper
 
 
 def assert_matches(op: str, actual: torch.Tensor, expected: torch.Tensor) -> None:

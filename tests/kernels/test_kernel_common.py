@@ -1,4 +1,5 @@
-"""Launcher plumbing: the kernels really are interpreted here, and misuse raises typed errors."""
+"""Launcher plumbing: the kernels really are interpreted here (compiled in the opt-in GPU mode),
+and misuse raises typed errors."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import torch
 from infernet_kernels import KernelUnavailableError, tolerance
 from infernet_kernels._common import check_launchable, is_interpreted, next_power_of_2
 from infernet_kernels.tolerances import OPS
+from kernels_testlib import DEVICE
 
 from infernet_ref.errors import InfernetError, LocalProtocolError
 
@@ -21,11 +23,21 @@ KERNELS = {
 }
 
 
+@pytest.mark.skipif(DEVICE != "cpu", reason="the opt-in GPU mode compiles the kernels")
 @pytest.mark.parametrize("module", list(KERNELS))
 def test_kernels_run_under_the_interpreter(module: str) -> None:
     mod = importlib.import_module(module)
     for name in KERNELS[module]:
         assert is_interpreted(getattr(mod, name)), f"{module}.{name} is compiled, not interpreted"
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="opt-in GPU mode only (INFERNET_TEST_DEVICE=cuda)")
+@pytest.mark.parametrize("module", list(KERNELS))
+def test_kernels_are_compiled_in_gpu_mode(module: str) -> None:
+    mod = importlib.import_module(module)
+    for name in KERNELS[module]:
+        assert not is_interpreted(getattr(mod, name)), f"{module}.{name} is interpreted"
+    assert infernet_kernels.available()
 
 
 def test_cpu_tensors_need_the_interpreter() -> None:
@@ -66,7 +78,9 @@ def test_conftest_explains_a_triton_imported_too_early() -> None:
 
     conftest = Path(__file__).with_name("conftest.py")
     script = f"import runpy, triton.language; runpy.run_path({str(conftest)!r})"
-    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"TRITON_INTERPRET", "INFERNET_TEST_DEVICE"}
+    }
     proc = subprocess.run(
         [sys.executable, "-c", script],
         env=env,

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from kernels_testlib import DEVICE
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +54,10 @@ def _bench_module():  # type: ignore[no-untyped-def]
     return module
 
 
+@pytest.mark.skipif(
+    DEVICE != "cpu",
+    reason="the smoke run needs interpreted kernels; GPU mode runs the real benchmark",
+)
 def test_benchmark_smoke_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     bench = _bench_module()
     out = tmp_path / "rows.json"

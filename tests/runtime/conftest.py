@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,13 @@ import pytest
 import torch
 
 torch.set_num_threads(1)
+
+#: Opt-in device for test_runtime_device.py: "cuda" (scripts/gpu_check.sh), "cpu", or "" (skip).
+TEST_DEVICE = os.environ.get("INFERNET_TEST_DEVICE", "").strip().lower()
+if TEST_DEVICE == "cuda":
+    # tests/conftest.py asks for Triton's interpreter when /dev/nvidiactl is missing; on a GPU
+    # run the runtime must call the compiled kernels (triton is not imported yet here).
+    os.environ.pop("TRITON_INTERPRET", None)
 
 FAMILIES: dict[str, dict[str, Any]] = {
     # odd head count, GQA 3:1, untied
