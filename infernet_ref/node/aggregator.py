@@ -1,13 +1,16 @@
 """The aggregator role: accept jobs, plan, drive replicas, verify, report (spec/job.md).
 
-Theory of operation. ``job.submit`` from an authenticated client is decrypted, persisted
-(``queued``) and planned with :func:`~infernet_ref.node.planner.plan_job` over the providers the
-directory knows for the model; the reply is ``job.accept`` with the plan or ``job.reject``. A task
-then drives every replica concurrently (:class:`~infernet_ref.node.driver.ReplicaDriver`),
-streaming replica 0's tokens to the client encrypted to its key, rerouting failed stages to
-other providers. With redundancy > 1 the replicas' output hashes are compared; disagreeing
-providers are recorded as mismatches and the verdict goes to the client. Every job ends in one
-recorded terminal state: completed, failed (with its code), cancelled or rejected.
+Theory of operation. ``job.submit`` from an authenticated client is persisted (``queued``) and
+planned with :func:`~infernet_ref.node.planner.plan_job` over the providers the directory knows
+for the model; the reply is ``job.accept`` with the plan or ``job.reject``. The prompt never comes
+here: the client seals it to each replica's stage-0 provider and sends it as ``job.inputs``,
+which is passed on unopened. A task drives every replica concurrently
+(:class:`~infernet_ref.node.driver.ReplicaDriver`), relaying each sealed token to the client as
+``job.progress`` and asking the client to re-seal its history (``job.replay``) when a replica's
+stage 0 must move to another provider. With redundancy > 1 the replicas' output hashes are
+compared; disagreeing providers are recorded as mismatches and the verdict goes to the client.
+Every job ends in one recorded terminal state: completed, failed (with its code), cancelled or
+rejected.
 """
 
 from __future__ import annotations
@@ -22,12 +25,17 @@ from pathlib import Path
 from typing import Any
 
 from infernet_ref.errors import InfernetError
-from infernet_ref.node.driver import GenerateSpec, ReplicaDriver, StageFailed
+from infernet_ref.node.driver import (
+    GenerateSpec,
+    ReplicaDriver,
+    ReplicaError,
+    ReplicaResult,
+    StageFailed,
+)
 from infernet_ref.node.errors import ErrorCode, JobProtocolError, PlanningError, StoreError
 from infernet_ref.node.jobstate import JobState
 from infernet_ref.node.log import JsonLog
 from infernet_ref.node.messages import Message
-from infernet_ref.node.payloads import check_ids, open_json, output_sha256, seal_json
 from infernet_ref.node.planner import (
     JobNeeds,
     JobPlan,
@@ -77,6 +85,9 @@ class RunningJob:
     stream: bool = False
     done_tokens: int = 0
     drivers: list[ReplicaDriver] = field(default_factory=list)
+    stage0: dict[int, str] = field(default_factory=dict)  # replica -> current stage-0 key
+    initial: dict[int, dict[str, Any]] = field(default_factory=dict)  # first sealed inputs
+    waiting: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
 
 
 class Aggregator:
@@ -101,12 +112,14 @@ class Aggregator:
         self.stage_timeout, self.max_reroutes = stage_timeout, max_reroutes
         self.running: dict[str, RunningJob] = {}
 
-    HANDLED = frozenset({"job.submit", "job.cancel", "job.status"})
+    HANDLED = frozenset({"job.submit", "job.inputs", "job.cancel", "job.status"})
 
     async def handle(self, peer: JobPeer, msg: Message, payload: bytes | None) -> None:
         try:
             if msg.type == "job.submit":
                 await self._submit(peer, msg)
+            elif msg.type == "job.inputs":
+                self._inputs(peer, msg)
             elif msg.type == "job.cancel":
                 await self._cancel(peer, msg)
             else:
@@ -123,10 +136,6 @@ class Aggregator:
         body = msg.body_dict
         job, owner = body["job"], peer.peer_pubkey
         assert owner is not None
-        inputs = open_json(body["inputs"], self.sk, sender=owner)
-        prompt = check_ids(
-            inputs.get("prompt_ids") if isinstance(inputs, dict) else None, "inputs.prompt_ids"
-        )
         if self.store.find_job(job, ROLE) is not None:
             raise JobProtocolError(f"job {job} already exists", ErrorCode.DUPLICATE)
         self.store.create_job(
@@ -135,13 +144,18 @@ class Aggregator:
             owner=owner,
             model=body["model"],
             now=time.time(),
-            params={"params": body["params"], "redundancy": body["redundancy"]},
-            inputs=body["inputs"],
+            params={
+                "params": body["params"],
+                "redundancy": body["redundancy"],
+                "prompt_tokens": body["prompt_tokens"],
+            },
         )
         try:
             info = await self.models(body["model"])
-            spec = self._spec(job, body, prompt, info)
-            needs = JobNeeds(len(prompt), spec.max_new_tokens, spec.dtype, body["redundancy"])
+            spec = self._spec(job, owner, body, info)
+            needs = JobNeeds(
+                spec.prompt_tokens, spec.max_new_tokens, spec.dtype, body["redundancy"]
+            )
             if needs.context > info.max_context:
                 raise PlanningError(
                     f"context {needs.context} exceeds the model's {info.max_context}",
@@ -170,24 +184,20 @@ class Aggregator:
             stages=len(plan.replicas[0]),
         )
         run = RunningJob(job, owner, peer, stream=bool(body.get("stream", False)))
+        run.stage0 = {i: rep[0].provider.pubkey for i, rep in enumerate(plan.replicas)}
         self.running[job] = run
         run.task = asyncio.create_task(
             self._run(run, spec=spec, info=info, needs=needs, plan=plan, offers=offers)
         )
 
-    def _spec(
-        self, job: str, body: dict[str, Any], prompt: list[int], info: ModelInfo
-    ) -> GenerateSpec:
+    def _spec(self, job: str, owner: str, body: dict[str, Any], info: ModelInfo) -> GenerateSpec:
         p = body["params"]
         s = p["sampling"]
-        if any(t >= info.shape.vocab_size for t in prompt):
-            raise PlanningError(
-                f"prompt ids must be < vocab size {info.shape.vocab_size}", ErrorCode.BAD_REQUEST
-            )
         return GenerateSpec(
             job=job,
             model=body["model"],
-            prompt=prompt,
+            client=owner,
+            prompt_tokens=body["prompt_tokens"],
             max_new_tokens=p["max_new_tokens"],
             temperature=float(s["temperature"]),
             top_k=int(s.get("top_k", 0)),
@@ -232,7 +242,8 @@ class Aggregator:
                     self.sk,
                     self.log,
                     make_replace(placements),
-                    on_token=self._on_token(run) if i == 0 else None,
+                    inputs=self._inputs_source(run),
+                    on_token=self._on_token(run),
                     stage_timeout=self.stage_timeout,
                     max_reroutes=self.max_reroutes,
                 )
@@ -265,30 +276,91 @@ class Aggregator:
         finally:
             self.running.pop(job, None)
 
-    def _on_token(self, run: RunningJob) -> Callable[[int, int], Awaitable[None]]:
-        async def on_token(index: int, token: int) -> None:
-            run.done_tokens = index + 1
-            if run.stream and run.client is not None:
-                enc = seal_json({"ids": [token]}, self.sk, run.owner)
+    def _on_token(self, run: RunningJob) -> Callable[[int, int, dict[str, Any]], Awaitable[None]]:
+        async def on_token(replica: int, index: int, sealed: dict[str, Any]) -> None:
+            if replica == 0:
+                run.done_tokens = index + 1
+            if run.client is not None:  # every replica: the client needs them for a replay
+                body = {
+                    "job": run.job,
+                    "state": "running",
+                    "done": index + 1,
+                    "tokens": sealed,
+                    "replica": replica,
+                }
                 with contextlib.suppress(InfernetError):
-                    await run.client.send(
-                        "job.progress",
-                        {"job": run.job, "state": "running", "done": index + 1, "tokens": enc},
-                    )
+                    await run.client.send("job.progress", body)
 
         return on_token
+
+    def _inputs_source(
+        self, run: RunningJob
+    ) -> Callable[[int, str, int], Awaitable[dict[str, Any]]]:
+        """The driver's ``inputs``: the client's first job.inputs, or a job.replay answered."""
+
+        async def inputs(replica: int, key: str, generated: int) -> dict[str, Any]:
+            first = run.initial.get(replica)
+            if generated == 0 and first is not None and first["to"] == key:
+                return first
+            run.stage0[replica] = key
+            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+            run.waiting[replica] = fut
+            try:
+                if first is not None or generated:
+                    if run.client is None:
+                        raise ReplicaError(
+                            "stage 0 moved and the client is not connected to re-seal its inputs",
+                            ErrorCode.PROVIDER_FAILED,
+                        )
+                    body = {"job": run.job, "replica": replica, "provider": key}
+                    await run.client.send("job.replay", {**body, "generated": generated})
+                async with asyncio.timeout(self.stage_timeout):
+                    return await fut
+            finally:
+                run.waiting.pop(replica, None)
+
+        return inputs
+
+    def _inputs(self, peer: JobPeer, msg: Message) -> None:
+        """job.inputs: checked for addressing, handed unopened to the replica's driver."""
+        b = msg.body_dict
+        rec = self._own(peer, b["job"])
+        run = self.running.get(rec.job)
+        replica, sealed = b["replica"], b["inputs"]
+        if run is None or replica not in run.stage0:
+            raise JobProtocolError(
+                f"job {rec.job} has no replica {replica} running", ErrorCode.INVALID_STATE
+            )
+        if sealed["to"] != run.stage0[replica] or sealed["from"] != run.owner:
+            raise JobProtocolError(
+                "inputs must be sealed by the job's owner to the replica's stage-0 provider",
+                ErrorCode.FORBIDDEN,
+            )
+        fut = run.waiting.get(replica)
+        if fut is not None and not fut.done():
+            fut.set_result(sealed)
+            run.initial.setdefault(replica, sealed)
+        elif replica not in run.initial:
+            run.initial[replica] = sealed
+        else:
+            raise JobProtocolError(
+                f"replica {replica} is not waiting for inputs", ErrorCode.INVALID_STATE
+            )
 
     async def _finish(self, run: RunningJob, spec: GenerateSpec, results: list[Any]) -> None:
         job = run.job
         now = time.time()
         failures = [r for r in results if isinstance(r, BaseException)]
+        done = [r for r in results if isinstance(r, ReplicaResult)]
         for d in run.drivers:
             for key in d.failed_providers:
                 self.store.peer_outcome(key, ok=False, now=now)
         if failures:
             first = failures[0]
             code = (
-                ErrorCode.PROVIDER_FAILED
+                first.error_code
+                if isinstance(first, JobProtocolError)
+                else ErrorCode.PROVIDER_FAILED
                 if isinstance(first, StageFailed | PlanningError)
                 else ErrorCode.INTERNAL
             )
@@ -297,7 +369,7 @@ class Aggregator:
                 run, JobState.FAILED, error={"code": int(code), "message": str(first)[:1000]}
             )
             return
-        hashes = [output_sha256(r) for r in results]
+        hashes = [r.output_sha256 for r in done]
         for i, (d, h) in enumerate(zip(run.drivers, hashes, strict=True)):
             self.store.record_result(job, i, h, d.used_providers, now=now)
         v = compare(hashes, [d.placements_keys() for d in run.drivers])
@@ -312,13 +384,13 @@ class Aggregator:
             self.log.warning(
                 "job.verification_mismatch", job=job, hashes=hashes, mismatched=mismatched
             )
-        output = results[winner]
+        output = done[winner]
         self.store.transition(
             job,
             ROLE,
             JobState.VERIFYING if len(hashes) > 1 else JobState.COMPLETED,
             now=now,
-            output=output,
+            output={"count": output.count, "sealed": output.output, "finish": output.finish},
             output_sha256=majority,
             verification=verification,
             reroutes=sum(d.reroutes for d in run.drivers),
@@ -340,11 +412,11 @@ class Aggregator:
         self.log.info(
             "job.completed",
             job=job,
-            tokens=len(output),
+            tokens=output.count,
             sha256=majority,
             verdict=verdict,
             reroutes=rec.reroutes,
-            **_timing(run.drivers[0]),
+            **run.drivers[0].timing(),
         )
 
     def _terminal(self, job: str, state: JobState, **fields: Any) -> None:
@@ -367,7 +439,7 @@ class Aggregator:
         run: RunningJob,
         state: JobState,
         *,
-        output: list[int] | None = None,
+        output: ReplicaResult | None = None,
         sha: str | None = None,
         verification: dict[str, Any] | None = None,
         providers: list[str] | None = None,
@@ -379,11 +451,7 @@ class Aggregator:
             return
         body: dict[str, Any] = {"job": run.job, "state": state.value, "reroutes": reroutes}
         if output is not None:
-            body.update(
-                output=seal_json({"ids": output}, self.sk, run.owner),
-                output_sha256=sha,
-                tokens=len(output),
-            )
+            body.update(output=output.output, output_sha256=sha, tokens=output.count)
         for k, v in (
             ("verification", verification),
             ("providers", providers),
@@ -417,7 +485,7 @@ class Aggregator:
     async def _status(self, peer: JobPeer, msg: Message) -> None:
         rec = self._own(peer, msg.body_dict["job"])
         run = self.running.get(rec.job)
-        done = run.done_tokens if run is not None else len(rec.output or [])
+        done = run.done_tokens if run is not None else int((rec.output or {}).get("count", 0))
         body: dict[str, Any] = {"job": rec.job, "state": rec.state.value, "done": done}
         if rec.plan is not None:
             body["plan"] = rec.plan
@@ -457,18 +525,3 @@ class Aggregator:
                 error_code=int(ErrorCode.INTERNAL),
             )
         return len(stale)
-
-
-def _timing(d: ReplicaDriver) -> dict[str, float]:
-    """Per decode token: driver wall time and the stages' own compute time (milliseconds)."""
-    n = len(d.hop_seconds)
-    if n == 0:
-        return {}
-    wall = sum(d.hop_seconds) / n * 1000
-    compute = d.compute_seconds / n * 1000
-    stages = max(1, len(d.placements))
-    return {
-        "token_ms": round(wall, 3),
-        "compute_ms": round(compute, 3),
-        "overhead_per_hop_ms": round((wall - compute) / stages, 3),
-    }

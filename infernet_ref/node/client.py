@@ -1,9 +1,12 @@
 """The client role: submit a job to an aggregator and follow it (spec/job.md §Submission).
 
-:func:`submit_job` connects and authenticates, encrypts the prompt to the aggregator's key,
-sends ``job.submit``, and collects ``job.progress`` and the final ``job.result``, decrypting the
-streamed tokens and the output. It recomputes the output hash itself and reports whether it
-matches what the aggregator claimed. The outcome is a plain :class:`JobOutcome` (JSON-ready),
+:func:`submit_job` connects and authenticates, sends ``job.submit`` with the prompt's length
+only, and after ``job.accept`` seals the prompt (and a fresh salt for the result hash) to each
+replica's stage-0 provider as ``job.inputs``. It collects ``job.progress`` — every replica's
+tokens, sealed by that replica's stage-0 provider, kept per replica so that a ``job.replay``
+(stage 0 moved to another provider) can be answered with the history re-sealed — and the final
+``job.result``. It recomputes the output hash itself and reports whether it matches what the
+aggregator claimed. The outcome is a plain :class:`JobOutcome` (JSON-ready),
 so scripts, the CLI and the demo can use it directly. When a store is given, the job is
 recorded on the client side too, ending in a terminal state.
 """
@@ -42,6 +45,8 @@ class JobOutcome:
     error: dict[str, Any] | None = None
     seconds: float = 0.0
     aggregator: str | None = None
+    salt: str = ""
+    replays: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,11 +70,15 @@ async def submit_job(
     redundancy: int = 1,
     stream: bool = True,
     job: str | None = None,
+    salt: bytes | None = None,
     store: Store | None = None,
     timeout: float = 600.0,
     on_event: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
 ) -> JobOutcome:
-    """Run one job through the aggregator at ``url`` and return its outcome."""
+    """Run one job through the aggregator at ``url`` and return its outcome.
+
+    ``salt`` (32 bytes, random when None) goes to the providers with the prompt and keys the
+    result hash (spec/job.md §Result hash)."""
     job = job or new_job_id()
     events: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -79,7 +88,9 @@ async def submit_job(
     started = time.monotonic()
     peer = await open_peer(url, secret_key, on_message=on_message)
     assert peer.peer_pubkey is not None
-    outcome = JobOutcome(job, "submitted", aggregator=peer.peer_pubkey)
+    outcome = JobOutcome(
+        job, "submitted", aggregator=peer.peer_pubkey, salt=(salt or os.urandom(32)).hex()
+    )
     sampling: dict[str, Any] = {"temperature": temperature, "seed": seed}
     if top_k:
         sampling["top_k"] = top_k
@@ -88,7 +99,7 @@ async def submit_job(
     body: dict[str, Any] = {
         "job": job,
         "model": model,
-        "inputs": seal_json({"prompt_ids": prompt_ids}, secret_key, peer.peer_pubkey),
+        "prompt_tokens": len(prompt_ids),
         "params": {"max_new_tokens": max_new_tokens, "sampling": sampling},
         "redundancy": redundancy,
         "stream": stream,
@@ -104,7 +115,8 @@ async def submit_job(
         )
     try:
         async with asyncio.timeout(timeout):
-            await _run(peer, body, events, outcome=outcome, sk=secret_key, on_event=on_event)
+            session = _Session(peer, secret_key, outcome, list(prompt_ids), on_event)
+            await session.run(body, events)
     except (RemoteJobError, PeerClosed, InfernetError, TimeoutError, OSError) as exc:
         if outcome.state not in {"completed", "failed", "cancelled", "rejected"}:
             code = exc.code if isinstance(exc, RemoteJobError) else 5000
@@ -127,44 +139,99 @@ async def _emit(on_event: Any, kind: str, data: dict[str, Any]) -> None:
             await res
 
 
-async def _run(
-    peer: JobPeer,
-    body: dict[str, Any],
-    events: asyncio.Queue[Message],
-    *,
-    outcome: JobOutcome,
-    sk: bytes,
-    on_event: Any,
-) -> None:
-    reply, _ = await peer.request("job.submit", body, timeout=120)
-    outcome.plan = reply.body_dict.get("plan")
-    outcome.state = "accepted"
-    await _emit(on_event, "accepted", {"job": outcome.job, "plan": outcome.plan})
-    while True:
-        get = asyncio.create_task(events.get())
-        closed = asyncio.create_task(peer.closed.wait())
-        await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
-        closed.cancel()
-        if not get.done():
-            get.cancel()
-            raise PeerClosed(f"aggregator closed the connection: {peer.close_reason}")
-        msg = get.result()
-        b = msg.body_dict
-        if msg.type == "job.progress":
-            outcome.state = b["state"]
-            if "tokens" in b:
-                ids = open_json(b["tokens"], sk, sender=peer.peer_pubkey)["ids"]
-                outcome.tokens.extend(ids)
-                await _emit(on_event, "tokens", {"ids": ids, "done": b["done"]})
-            else:
-                await _emit(on_event, "progress", b)
-        elif msg.type == "job.result":
-            _apply_result(outcome, b, sk, peer.peer_pubkey)
-            await _emit(on_event, "result", outcome.to_dict())
+class _Session:
+    """One submitted job on the client side: inputs per replica, token histories, replays."""
+
+    def __init__(
+        self, peer: JobPeer, sk: bytes, outcome: JobOutcome, prompt: list[int], on_event: Any
+    ) -> None:
+        self.peer, self.sk, self.outcome, self.prompt = peer, sk, outcome, prompt
+        self.on_event = on_event
+        self.history: dict[int, list[int]] = {}
+        self.senders: dict[int, set[str]] = {}  # replica -> stage-0 keys we sealed inputs to
+
+    async def _send_inputs(self, replica: int, key: str, generated: list[int]) -> None:
+        plain: dict[str, Any] = {"prompt_ids": self.prompt, "salt": self.outcome.salt}
+        if generated:
+            plain["generated_ids"] = generated
+        self.senders.setdefault(replica, set()).add(key)
+        body = {
+            "job": self.outcome.job,
+            "replica": replica,
+            "inputs": seal_json(plain, self.sk, key),
+        }
+        await self.peer.send("job.inputs", body)
+
+    async def run(self, body: dict[str, Any], events: asyncio.Queue[Message]) -> None:
+        outcome = self.outcome
+        reply, _ = await self.peer.request("job.submit", body, timeout=120)
+        outcome.plan = reply.body_dict.get("plan")
+        outcome.state = "accepted"
+        await _emit(self.on_event, "accepted", {"job": outcome.job, "plan": outcome.plan})
+        for i, replica in enumerate((outcome.plan or {}).get("replicas", [])):
+            self.history[i] = []
+            await self._send_inputs(i, replica[0]["provider"], [])
+        while True:
+            get = asyncio.create_task(events.get())
+            closed = asyncio.create_task(self.peer.closed.wait())
+            await asyncio.wait({get, closed}, return_when=asyncio.FIRST_COMPLETED)
+            closed.cancel()
+            if not get.done():
+                get.cancel()
+                raise PeerClosed(f"aggregator closed the connection: {self.peer.close_reason}")
+            msg = get.result()
+            b = msg.body_dict
+            if msg.type == "job.progress":
+                await self._progress(b)
+            elif msg.type == "job.replay":
+                await self._replay(b)
+            elif msg.type == "job.result":
+                _apply_result(outcome, b, self.sk, self.senders)
+                await _emit(self.on_event, "result", outcome.to_dict())
+                return
+
+    async def _progress(self, b: dict[str, Any]) -> None:
+        self.outcome.state = b["state"]
+        if "tokens" not in b:
+            await _emit(self.on_event, "progress", b)
             return
+        replica = b.get("replica", 0)
+        ids = _open_tokens(b["tokens"], self.sk, self.senders.get(replica, set()))
+        hist = self.history.setdefault(replica, [])
+        start = b["done"] - len(ids)
+        if start != len(hist):
+            return  # a duplicate (already have it) or a gap the aggregator must not cause
+        hist.extend(ids)
+        if replica == 0:
+            self.outcome.tokens = list(hist)
+            await _emit(self.on_event, "tokens", {"ids": ids, "done": b["done"]})
+
+    async def _replay(self, b: dict[str, Any]) -> None:
+        replica, n = b["replica"], b["generated"]
+        hist = self.history.get(replica, [])
+        if n > len(hist):
+            raise InfernetError(
+                f"asked to replay {n} tokens of replica {replica}, have {len(hist)}"
+            )
+        self.outcome.replays += 1
+        await _emit(self.on_event, "replay", dict(b))
+        await self._send_inputs(replica, b["provider"], hist[:n])
 
 
-def _apply_result(outcome: JobOutcome, b: dict[str, Any], sk: bytes, sender: str | None) -> None:
+def _open_tokens(sealed: dict[str, Any], sk: bytes, senders: set[str]) -> list[int]:
+    """Decrypt TokensPlaintext sealed by one of ``senders`` (spec/job.md §Encryption)."""
+    from infernet_ref.specs import validate_data  # noqa: PLC0415
+
+    if sealed.get("from") not in senders:
+        raise InfernetError("tokens sealed by a key that is not this replica's stage 0")
+    plain = open_json(sealed, sk, sender=None)
+    validate_data(plain, "job-messages", pointer="/$defs/TokensPlaintext")
+    return list(plain["ids"])
+
+
+def _apply_result(
+    outcome: JobOutcome, b: dict[str, Any], sk: bytes, senders: dict[int, set[str]]
+) -> None:
     outcome.state = b["state"]
     outcome.reroutes = b.get("reroutes", 0)
     outcome.verification = b.get("verification")
@@ -172,9 +239,11 @@ def _apply_result(outcome: JobOutcome, b: dict[str, Any], sk: bytes, sender: str
     outcome.plan = b.get("plan", outcome.plan)
     outcome.error = b.get("error")
     if "output" in b:
-        outcome.tokens = list(open_json(b["output"], sk, sender=sender)["ids"])
+        every = set().union(*senders.values()) if senders else set()
+        outcome.tokens = _open_tokens(b["output"], sk, every)
         outcome.output_sha256 = b.get("output_sha256")
-        outcome.hash_ok = output_sha256(outcome.tokens) == outcome.output_sha256
+        salt = bytes.fromhex(outcome.salt)
+        outcome.hash_ok = output_sha256(outcome.tokens, salt=salt) == outcome.output_sha256
 
 
 def _record(store: Store, outcome: JobOutcome) -> None:

@@ -198,6 +198,7 @@ class Node(ModelPublishing):
             sandbox=self.cfg.section("sandbox"),
             max_sessions=int(res.get("max_concurrent_sessions", 16)),
             kv_block_size=int(res.get("kv_block_size", 16)),
+            secret_key=self.sk,
         )
         if any("path" not in m for m in self.cfg.raw.get("models", [])):
             self.fetch_task = asyncio.create_task(self._fetch_models())
@@ -394,6 +395,8 @@ class Node(ModelPublishing):
             "job.reject",
             "stage.ready",
             "stage.output",
+            "stage.token",
+            "stage.failed",
             "job.progress",
             "job.result",
         ):

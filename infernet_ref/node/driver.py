@@ -1,15 +1,20 @@
-"""Driving one replica of a job through its pipeline stages, with reroute and replay.
+"""Driving one replica of a job through directly routed stages, with reroute and replay.
 
-Theory of operation (spec/job.md §Dispatch and pipeline sessions, §Failure and replay,
-§Determinism). :class:`ReplicaDriver` connects to each stage's provider, offers and assigns the
-shard, opens a session, and then runs the token loop: an ``input_ids`` activation frame into
-stage 0 (the prompt, then one token per step), each stage's output frame relayed unchanged into
-the next, the last stage's logits sampled here with a generator seeded from (seed, output
-index). When a stage fails — the connection drops, the provider answers an error, or a step
-exceeds the stage timeout — the driver asks its ``replace`` callback for another provider for
-that stage's layers, reopens every session and *replays*: it prefills the prompt followed by all
-tokens generated so far, then continues. Because sampling depends only on (seed, index) and the
-logits, the replayed run yields exactly the tokens an uninterrupted run would.
+Theory of operation (spec/job.md §Direct routing, §Failure and replay, §Determinism).
+:class:`ReplicaDriver` connects to each stage's provider, offers and assigns the shard, and
+opens a session whose ``route`` makes the stages a ring: stage k sends its activations straight
+to stage k + 1, the last stage samples and sends the token back to stage 0. It then starts stage
+0 with the client's sealed inputs and only *watches*: every output token arrives from stage 0 as
+``stage.token``, sealed to the client, and is passed on through ``on_token``. The driver never
+sees a token id or an activation.
+
+When a stage fails — its connection drops, a provider reports ``stage.failed``, or no token
+comes for ``stage_timeout`` and a heartbeat finds the stage silent — the driver asks ``replace``
+for another provider for that stage's layers, opens fresh sessions and *replays* the prompt and
+the ``count`` tokens relayed so far: from stage 0's old session when stage 0 survived, else from
+the client (``inputs`` asks it to re-seal its history to the new stage-0 provider). Sampling
+depends only on (seed, output index) and the logits, so the replayed run yields exactly the
+tokens an uninterrupted run would.
 """
 
 from __future__ import annotations
@@ -23,12 +28,19 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from infernet_ref.errors import InfernetError
-from infernet_ref.node.errors import RemoteJobError
+from infernet_ref.node.errors import ErrorCode, JobProtocolError, RemoteJobError
 from infernet_ref.node.log import JsonLog
+from infernet_ref.node.messages import Message
 from infernet_ref.node.planner import Placement
 from infernet_ref.node.transport import JobPeer, PeerClosed, open_peer
 
 SEED_MULT = 1000003
+PROBE_TIMEOUT = 5.0
+
+#: (replica, stage-0 provider key, tokens generated so far) -> the client's sealed inputs.
+Inputs = Callable[[int, str, int], Awaitable[dict[str, Any]]]
+#: (replica, output index, the token sealed to the client).
+OnToken = Callable[[int, int, dict[str, Any]], Awaitable[None]]
 
 
 class StageFailed(InfernetError):
@@ -37,6 +49,10 @@ class StageFailed(InfernetError):
     def __init__(self, stage: int, provider: str, why: str) -> None:
         super().__init__(f"stage {stage} on {provider[:12]} failed: {why}")
         self.stage, self.provider, self.why = stage, provider, why
+
+
+class ReplicaError(JobProtocolError):
+    """The replica cannot go on for a reason no reroute fixes (bad inputs, a stuck ring)."""
 
 
 def position_seed(seed: int, index: int) -> int:
@@ -48,7 +64,8 @@ def position_seed(seed: int, index: int) -> int:
 class GenerateSpec:
     job: str
     model: str
-    prompt: list[int]
+    client: str
+    prompt_tokens: int
     max_new_tokens: int
     temperature: float = 0.0
     top_k: int = 0
@@ -58,12 +75,39 @@ class GenerateSpec:
     eos_ids: tuple[int, ...] = ()
     dtype: str = "float32"
 
+    def generation(self) -> dict[str, Any]:
+        """The ``route.generation`` object (job-messages ``$defs/Generation``)."""
+        sampling: dict[str, Any] = {"temperature": self.temperature, "seed": self.seed}
+        if self.top_k:
+            sampling["top_k"] = self.top_k
+        if self.top_p < 1.0:
+            sampling["top_p"] = self.top_p
+        g: dict[str, Any] = {
+            "prompt_tokens": self.prompt_tokens,
+            "max_new_tokens": self.max_new_tokens,
+            "sampling": sampling,
+        }
+        if self.stop_ids:
+            g["stop_ids"] = list(self.stop_ids)
+        if self.eos_ids:
+            g["eos_ids"] = list(self.eos_ids)
+        return g
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicaResult:
+    count: int
+    output_sha256: str
+    output: dict[str, Any]  # every output id, sealed to the client by stage 0
+    finish: str
+
 
 @dataclass
 class StageLink:
     placement: Placement
     peer: JobPeer
     session: str
+    started: bool = False  # stage 0 took its inputs: its session holds the history
 
 
 @dataclass
@@ -74,42 +118,45 @@ class ReplicaDriver:
     secret_key: bytes
     log: JsonLog
     replace: Callable[[Placement, set[str]], Placement]
-    on_token: Callable[[int, int], Awaitable[None]] | None = None
+    inputs: Inputs
+    on_token: OnToken | None = None
     stage_timeout: float = 30.0
     max_reroutes: int = 3
-    tokens: list[int] = field(default_factory=list)
+    count: int = 0  # output tokens relayed, in order
     reroutes: int = 0
     failed_providers: set[str] = field(default_factory=set)
     used_providers: list[str] = field(default_factory=list)
-    hop_seconds: list[float] = field(default_factory=list)  # driver wall time per decode step
-    compute_seconds: float = 0.0  # the stages' reported compute time over decode steps
+    token_seconds: list[float] = field(default_factory=list)  # decode tokens' inter-arrival
+    ring_ms: list[float] = field(default_factory=list)  # per decode token, stage 0's ring time
+    ring_compute_ms: list[float] = field(default_factory=list)  # ... of which later stages computed
     _attempt: int = 0
 
-    async def run(self) -> list[int]:
-        """Generate until max_new_tokens, a stop id or EOS; reroute failed stages."""
+    async def run(self) -> ReplicaResult:
+        """Generate until stage 0 reports the last token; reroute failed stages."""
+        keep: StageLink | None = None  # stage 0's session of a failed attempt, for replay
         while True:
             links: list[StageLink] = []
             try:
-                links = await self._setup()
-                await self._generate(links)
-                return self.tokens
-            except (
-                asyncio.CancelledError
-            ):  # the job was cancelled: tell the providers (spec/job.md)
-                await self._teardown(links, cancel=True)
-                links = []
+                events: asyncio.Queue[tuple[str, int, Message | None]] = asyncio.Queue()
+                links = await self._setup(events)
+                await self._start(links, keep)
+                if keep is not None:
+                    await self._teardown([keep])
+                    keep = None
+                return await self._watch(links, events)
+            except asyncio.CancelledError:  # the job was cancelled: tell the providers
+                await self._teardown(links + ([keep] if keep else []), cancel=True)
+                links, keep = [], None
                 raise
             except StageFailed as failure:
-                self.log.warning(
-                    "driver.stage_failed",
-                    job=self.spec.job,
-                    replica=self.replica,
-                    stage=failure.stage,
-                    why=failure.why,
-                    tokens=len(self.tokens),
-                )
-                self.failed_providers.add(failure.provider)
+                self._failed(failure)
+                if failure.stage == 0 and keep is not None:
+                    await self._teardown([keep])
+                    keep = None
+                if failure.stage != 0 and keep is None and links and links[0].started:
+                    keep, links = links[0], links[1:]
                 if self.reroutes >= self.max_reroutes:
+                    await self._teardown([keep] if keep else [])
                     raise
                 self.reroutes += 1
                 self.placements[failure.stage] = self.replace(
@@ -121,28 +168,60 @@ class ReplicaDriver:
                     replica=self.replica,
                     stage=failure.stage,
                     to=self.placements[failure.stage].provider.pubkey,
-                    replay_tokens=len(self.spec.prompt) + len(self.tokens),
+                    replay_tokens=self.spec.prompt_tokens + self.count,
+                    replay_from="stage0" if keep is not None else "client",
                 )
+            except BaseException:
+                await self._teardown([keep] if keep else [])
+                raise
             finally:
                 await self._teardown(links)
+
+    def _failed(self, failure: StageFailed) -> None:
+        self.log.warning(
+            "driver.stage_failed",
+            job=self.spec.job,
+            replica=self.replica,
+            stage=failure.stage,
+            why=failure.why,
+            tokens=self.count,
+        )
+        self.failed_providers.add(failure.provider)
 
     def _session_id(self) -> str:
         """One id for every stage of this attempt: frames then pass between stages unchanged."""
         text = f"{self.spec.job}/{self.replica}/{self._attempt}"
         return "s" + hashlib.sha256(text.encode()).hexdigest()[:20]
 
-    async def _setup(self) -> list[StageLink]:
+    # ---- setup ------------------------------------------------------------------------------
+    async def _setup(
+        self, events: asyncio.Queue[tuple[str, int, Message | None]]
+    ) -> list[StageLink]:
         self._attempt += 1
+        session = self._session_id()
         links: list[StageLink] = []
         try:
-            for p in self.placements:
-                links.append(await self._open_stage(p))
+            for k in range(len(self.placements)):
+                links.append(await self._open_stage(k, session, events))
         except BaseException:
             await self._teardown(links)
             raise
         return links
 
-    async def _open_stage(self, p: Placement) -> StageLink:
+    def _route(self, k: int) -> dict[str, Any]:
+        ps = self.placements
+        nxt = ps[(k + 1) % len(ps)].provider
+        return {
+            "prev": ps[k - 1].provider.pubkey,
+            "next": {"node": nxt.pubkey, "endpoint": nxt.endpoint},
+            "client": self.spec.client,
+            "generation": self.spec.generation(),
+        }
+
+    async def _open_stage(
+        self, k: int, session: str, events: asyncio.Queue[tuple[str, int, Message | None]]
+    ) -> StageLink:
+        p = self.placements[k]
         shard = {
             "stage": p.stage,
             "layer_start": p.layer_start,
@@ -151,41 +230,37 @@ class ReplicaDriver:
             "tp": p.tp,
         }
         job, key = self.spec.job, p.provider.pubkey
-        max_tokens = len(self.spec.prompt) + self.spec.max_new_tokens
+        max_tokens = self.spec.prompt_tokens + self.spec.max_new_tokens
+
+        async def on_message(_: JobPeer, msg: Message, __: bytes | None) -> None:
+            events.put_nowait(("msg", k, msg))
+
+        async def on_close(_: JobPeer) -> None:
+            events.put_nowait(("closed", k, None))
+
         try:
             peer = await open_peer(
-                p.provider.endpoint, self.secret_key, log=self.log, timeout=self.stage_timeout
+                p.provider.endpoint,
+                self.secret_key,
+                log=self.log,
+                timeout=self.stage_timeout,
+                on_message=on_message,
+                on_close=on_close,
             )
         except (InfernetError, OSError, TimeoutError) as exc:
-            raise StageFailed(p.stage, key, f"connect: {exc}") from exc
+            raise StageFailed(k, key, f"connect: {exc}") from exc
         try:
             if peer.peer_pubkey != key:
                 raise StageFailed(
-                    p.stage, key, f"endpoint answered as {peer.peer_pubkey}, not the announced key"
+                    k, key, f"endpoint answered as {peer.peer_pubkey}, not the announced key"
                 )
-            session = self._session_id()
+            link = StageLink(p, peer, session)
+            offer = {"job": job, "model": self.spec.model, "shard": shard, "max_tokens": max_tokens}
+            await self._call(link, "job.offer", {**offer, "dtype": self.spec.dtype})
+            assign = {"job": job, "model": self.spec.model, "shard": shard, "replica": self.replica}
+            await self._call(link, "job.assign", assign, timeout=max(self.stage_timeout, 300))
             await self._call(
-                peer,
-                p,
-                "job.offer",
-                {
-                    "job": job,
-                    "model": self.spec.model,
-                    "shard": shard,
-                    "max_tokens": max_tokens,
-                    "dtype": self.spec.dtype,
-                },
-            )
-            await self._call(
-                peer,
-                p,
-                "job.assign",
-                {"job": job, "model": self.spec.model, "shard": shard, "replica": self.replica},
-                timeout=max(self.stage_timeout, 300),
-            )
-            await self._call(
-                peer,
-                p,
+                link,
                 "stage.open",
                 {
                     "job": job,
@@ -193,103 +268,117 @@ class ReplicaDriver:
                     "shard": shard,
                     "max_tokens": max_tokens,
                     "dtype": self.spec.dtype,
+                    "route": self._route(k),
                 },
             )
         except BaseException:
             await peer.close()
             raise
         self.used_providers.append(key)
-        return StageLink(p, peer, session)
+        return link
 
     async def _call(
-        self,
-        peer: JobPeer,
-        p: Placement,
-        msg_type: str,
-        body: dict[str, Any],
-        *,
-        payload: bytes | None = None,
-        timeout: float | None = None,
-    ) -> tuple[Any, bytes | None]:
+        self, link: StageLink, msg_type: str, body: dict[str, Any], *, timeout: float | None = None
+    ) -> Message:
+        k, key = link.placement.stage, link.placement.provider.pubkey
         try:
-            return await peer.request(
-                msg_type, body, payload=payload, timeout=timeout or self.stage_timeout
+            reply, _ = await link.peer.request(
+                msg_type, body, timeout=timeout or self.stage_timeout
             )
+            return reply
         except RemoteJobError as exc:
-            raise StageFailed(
-                p.stage, p.provider.pubkey, f"{msg_type}: {exc.code} {exc.message}"
-            ) from exc
+            raise StageFailed(k, key, f"{msg_type}: {exc.code} {exc.message}") from exc
         except (PeerClosed, TimeoutError, InfernetError, OSError) as exc:
-            raise StageFailed(
-                p.stage, p.provider.pubkey, f"{msg_type}: {type(exc).__name__} {exc}"
-            ) from exc
+            raise StageFailed(k, key, f"{msg_type}: {type(exc).__name__} {exc}") from exc
 
-    async def _generate(self, links: list[StageLink]) -> None:
-        import torch  # noqa: PLC0415
+    async def _start(self, links: list[StageLink], keep: StageLink | None) -> None:
+        """stage.inputs to stage 0: a replay of ``keep`` or the client's sealed inputs."""
+        first = links[0]
+        body: dict[str, Any] = {"session": first.session}
+        if keep is not None:
+            body["replay"] = {"session": keep.session, "generated": self.count}
+        else:
+            key = first.placement.provider.pubkey
+            try:
+                body["inputs"] = await self.inputs(self.replica, key, self.count)
+            except TimeoutError as exc:
+                raise ReplicaError(
+                    "the client did not send the inputs in time", ErrorCode.TIMEOUT
+                ) from exc
+        try:
+            await first.peer.request("stage.inputs", body, timeout=self.stage_timeout)
+        except RemoteJobError as exc:
+            if exc.code < 5000 and keep is None:  # the client's inputs were refused
+                code = exc.code if exc.code in set(ErrorCode) else ErrorCode.BAD_REQUEST
+                raise ReplicaError(
+                    f"stage 0 refused the inputs: {exc.message}", ErrorCode(code)
+                ) from exc
+            raise StageFailed(0, first.placement.provider.pubkey, f"stage.inputs: {exc}") from exc
+        except (PeerClosed, TimeoutError, InfernetError, OSError) as exc:
+            raise StageFailed(0, first.placement.provider.pubkey, f"stage.inputs: {exc}") from exc
+        first.started = True
 
-        from infernet_ref.runtime.frames import ActivationFrame, decode_frame, encode_frame  # noqa: PLC0415
-        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
-
-        sp = self.spec
-        params = SamplingParams(
-            max_tokens=sp.max_new_tokens,
-            temperature=sp.temperature,
-            top_k=sp.top_k,
-            top_p=sp.top_p,
-            seed=sp.seed,
-        )
-        ids, pos, step = list(sp.prompt) + list(self.tokens), 0, 0
-        while len(self.tokens) < sp.max_new_tokens and not self._stopped():
-            t0 = time.perf_counter()
-            data: bytes = encode_frame(
-                ActivationFrame(
-                    links[0].session, pos, "input_ids", torch.tensor(ids, dtype=torch.int64)
-                )
-            )
-            for link in links:
-                data = await self._step(link, step, pos, data)
-            logits = decode_frame(data)
-            if logits.kind != "logits":
-                raise StageFailed(
-                    len(links) - 1,
-                    links[-1].placement.provider.pubkey,
-                    f"last stage answered {logits.kind}",
-                )
-            # the runtime seeds output index t with position_seed(seed, t) (spec/job.md §Determinism)
-            token = int(
-                sample(logits.tensor.unsqueeze(0), [params], [sp.seed], [len(self.tokens)])[0]
-            )
-            if step > 0:
-                self.hop_seconds.append(time.perf_counter() - t0)
-            pos += len(ids)
-            step += 1
-            self.tokens.append(token)
-            ids = [token]
+    # ---- watching ---------------------------------------------------------------------------
+    async def _watch(
+        self, links: list[StageLink], events: asyncio.Queue[tuple[str, int, Message | None]]
+    ) -> ReplicaResult:
+        session, last = links[0].session, time.perf_counter()
+        while True:
+            try:
+                kind, k, msg = await asyncio.wait_for(events.get(), self.stage_timeout)
+            except TimeoutError:
+                await self._probe(links)
+                continue
+            key = links[k].placement.provider.pubkey
+            if kind == "closed" or msg is None:
+                raise StageFailed(k, key, f"connection closed: {links[k].peer.close_reason}")
+            b = msg.body_dict
+            if b.get("session") != session:
+                continue  # a late message of an earlier attempt
+            if msg.type == "stage.failed":
+                blamed = self._stage_of(b["node"], default=k)
+                raise StageFailed(blamed, self.placements[blamed].provider.pubkey, b["message"])
+            if msg.type == "sys.error":
+                raise StageFailed(k, key, f"{b['code']} {b['message']}")
+            if msg.type != "stage.token" or k != 0:
+                continue
+            if b["index"] < self.count:
+                continue
+            if b["index"] > self.count:
+                raise StageFailed(0, key, f"token {b['index']} skipped {self.count}")
+            now = time.perf_counter()
+            if self.count > 0:
+                self.token_seconds.append(now - last)
+                if "ring_ms" in b:
+                    self.ring_ms.append(float(b["ring_ms"]))
+                    self.ring_compute_ms.append(float(b.get("compute_ms", 0.0)))
+            last = now
+            self.count += 1
             if self.on_token is not None:
-                await self.on_token(len(self.tokens) - 1, token)
+                await self.on_token(self.replica, b["index"], b["tokens"])
+            if b["done"]:
+                if "output" not in b or b.get("count") != self.count:
+                    raise StageFailed(0, key, "the last stage.token lacks the output or its count")
+                return ReplicaResult(self.count, b["output_sha256"], b["output"], b["finish"])
 
-    def placements_keys(self) -> list[str]:
-        return [p.provider.pubkey for p in self.placements]
+    def _stage_of(self, node: str, *, default: int) -> int:
+        for i, p in enumerate(self.placements):
+            if p.provider.pubkey == node:
+                return i
+        return default
 
-    def _stopped(self) -> bool:
-        last = self.tokens[-1] if self.tokens else None
-        return last is not None and (last in self.spec.stop_ids or last in self.spec.eos_ids)
-
-    async def _step(self, link: StageLink, step: int, pos: int, data: bytes) -> bytes:
-        reply, out = await self._call(
-            link.peer,
-            link.placement,
-            "stage.forward",
-            {"session": link.session, "step": step, "position": pos},
-            payload=data,
+    async def _probe(self, links: list[StageLink]) -> None:
+        """No token for stage_timeout: the first stage that misses a heartbeat has failed."""
+        for link in links:
+            try:
+                await link.peer.request("sys.heartbeat", {"seq": 0}, timeout=PROBE_TIMEOUT)
+            except (InfernetError, OSError, TimeoutError) as exc:
+                raise StageFailed(
+                    link.placement.stage, link.placement.provider.pubkey, f"silent: {exc}"
+                ) from exc
+        raise ReplicaError(
+            f"no token for {self.stage_timeout} s although every stage answers", ErrorCode.TIMEOUT
         )
-        if out is None:
-            raise StageFailed(
-                link.placement.stage, link.placement.provider.pubkey, "stage.output without payload"
-            )
-        if step > 0:  # decode steps only: the timing split the benchmark reports
-            self.compute_seconds += float(reply.body_dict.get("compute_ms", 0.0)) / 1000
-        return out
 
     async def _teardown(self, links: list[StageLink], *, cancel: bool = False) -> None:
         for link in links:
@@ -302,3 +391,23 @@ class ReplicaDriver:
                     await link.peer.request("stage.close", {"session": link.session}, timeout=2)
             with contextlib.suppress(InfernetError, OSError):
                 await link.peer.close()
+
+    def placements_keys(self) -> list[str]:
+        return [p.provider.pubkey for p in self.placements]
+
+    def timing(self) -> dict[str, float]:
+        """Per decode token (ms): the wall time at the driver, stage 0's ring time, the later
+        stages' compute within it, and the rest divided over the ring's hops."""
+        n = len(self.token_seconds)
+        if n == 0:
+            return {}
+        out = {"token_ms": round(sum(self.token_seconds) / n * 1000, 3)}
+        if self.ring_ms and len(self.placements) > 1:
+            ring = sum(self.ring_ms) / len(self.ring_ms)
+            compute = sum(self.ring_compute_ms) / len(self.ring_compute_ms)
+            out.update(
+                ring_ms=round(ring, 3),
+                ring_compute_ms=round(compute, 3),
+                overhead_per_hop_ms=round((ring - compute) / len(self.placements), 3),
+            )
+        return out

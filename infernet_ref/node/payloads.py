@@ -24,9 +24,10 @@ NIP44_MAX = 65535
 MAX_PLAINTEXT = 12 << 20
 
 
-def output_sha256(ids: Sequence[int]) -> str:
-    """SHA-256 of token ids as 4-byte big-endian unsigned integers (spec/job.md §Result hash)."""
-    h = hashlib.sha256()
+def output_sha256(ids: Sequence[int], *, salt: bytes = b"") -> str:
+    """SHA-256 of the client's salt and the token ids as 4-byte big-endian unsigned integers
+    (spec/job.md §Result hash)."""
+    h = hashlib.sha256(salt)
     for i in ids:
         h.update(int(i).to_bytes(4, "big"))
     return h.hexdigest()

@@ -5,9 +5,13 @@ the provider answers ``job.offer`` (does it serve the model's layers, has it roo
 shard on ``job.assign`` by starting (or reusing) a worker through the sandbox executor for
 (model, layer range, tp, dtype), and then serves ``stage.open`` / ``stage.forward`` /
 ``stage.close``. Sessions are owned by the connection that opened them; their ids are unique on
-the provider because workers are shared between jobs. A forward must continue its session
-(``step`` and ``position``), and the activation frame's own session must be the session's id
-(checked by the worker too). When a connection closes, its sessions are closed; every job the
+the provider because workers are shared between jobs. A relayed session takes ``stage.forward``
+from its opener and answers ``stage.output``; a directly routed one (``route`` in ``stage.open``)
+takes it from the connection authenticated as ``route.prev`` and hands the step to the
+:class:`~infernet_ref.node.routing.Router`, which sends the output on to the next stage; stage 0
+of a routed session starts on ``stage.inputs``. A forward must continue its session (``step``
+and ``position``), and the activation frame's own session must be the session's id (checked by
+the worker too). When a connection closes, the sessions it opened are closed; every job the
 provider took is recorded in the store and ends in a terminal state.
 """
 
@@ -25,6 +29,8 @@ from infernet_ref.node.errors import ErrorCode, JobProtocolError, StoreError
 from infernet_ref.node.jobstate import JobState
 from infernet_ref.node.log import JsonLog
 from infernet_ref.node.messages import Message
+from infernet_ref.node.payloads import open_json
+from infernet_ref.node.routing import Ring, Route, Router
 from infernet_ref.node.store import Store
 from infernet_ref.node.transport import JobPeer
 
@@ -52,6 +58,12 @@ class Session:
     peer: JobPeer
     worker_key: tuple[Any, ...]
     max_tokens: int
+    opener: str = ""
+    route: Route | None = None
+    ring: Ring | None = None  # stage 0 of a routed session, once its inputs came
+    failed: bool = False
+    pending_token: dict[str, Any] | None = None
+    task: asyncio.Task[None] | None = None
     step: int = 0
     position: int = 0
 
@@ -80,8 +92,15 @@ class Provider:
         sandbox: dict[str, Any],
         max_sessions: int = 16,
         kv_block_size: int = 16,
+        secret_key: bytes | None = None,
     ) -> None:
         self.models = {m.cid: m for m in models}
+        self.sk = secret_key
+        self.router: Router | None = None
+        if secret_key is not None:
+            from infernet_ref.nostr import public_key  # noqa: PLC0415
+
+            self.router = Router(secret_key, public_key(secret_key).hex(), log, self._compute)
         self.executor, self.store, self.log = executor, store, log
         self.sandbox = sandbox
         self.max_sessions, self.kv_block_size = max_sessions, kv_block_size
@@ -93,7 +112,15 @@ class Provider:
 
     # ---- dispatch ---------------------------------------------------------------------------
     HANDLED = frozenset(
-        {"job.offer", "job.assign", "stage.open", "stage.forward", "stage.close", "job.cancel"}
+        {
+            "job.offer",
+            "job.assign",
+            "stage.open",
+            "stage.forward",
+            "stage.inputs",
+            "stage.close",
+            "job.cancel",
+        }
     )
 
     async def handle(self, peer: JobPeer, msg: Message, payload: bytes | None) -> None:
@@ -103,6 +130,7 @@ class Provider:
             "job.assign": self._assign,
             "stage.open": self._open,
             "stage.forward": self._forward,
+            "stage.inputs": self._inputs,
             "stage.close": self._close,
             "job.cancel": self._cancel,
         }[msg.type]
@@ -156,7 +184,8 @@ class Provider:
             self._served(body["model"], body["shard"])
             if len(self.sessions) >= self.max_sessions:
                 raise JobProtocolError("all session slots are busy", ErrorCode.NO_CAPACITY)
-            if job in self.jobs:
+            known = self.jobs.get(job)
+            if known is not None and known.owner != peer.peer_pubkey:
                 raise JobProtocolError(f"job {job} already offered here", ErrorCode.DUPLICATE)
         except JobProtocolError as exc:
             await peer.send(
@@ -166,7 +195,12 @@ class Provider:
             )
             return
         assert peer.peer_pubkey is not None
-        self.jobs[job] = ProviderJob(job, peer.peer_pubkey, body["model"], body["shard"], peer=peer)
+        if known is not None:  # the same driver again (a replay keeps an older connection open):
+            known.peer, known.shard = peer, body["shard"]  # the job now ends with this connection
+        else:
+            self.jobs[job] = ProviderJob(
+                job, peer.peer_pubkey, body["model"], body["shard"], peer=peer
+            )
         if self.store.find_job(job, ROLE) is None:
             self.store.create_job(
                 job,
@@ -246,12 +280,18 @@ class Provider:
             raise JobProtocolError("all session slots are busy", ErrorCode.NO_CAPACITY)
         shard = body["shard"]
         served = self._served(pj.model, shard)
+        route = Route.from_wire(body["route"], shard) if "route" in body else None
+        if route is not None and self.router is None:
+            raise JobProtocolError("this provider does not serve routed sessions")
         handle = await self._worker(served, shard)
         key = (served.cid, shard["layer_start"], shard["layer_end"], shard["tp"], served.dtype)
         reply = await self._worker_call(
             handle, {"op": "stage.open", "session": sid, "max_tokens": body["max_tokens"]}
         )
-        self.sessions[sid] = Session(sid, pj.job, peer, key, body["max_tokens"])
+        s = Session(sid, pj.job, peer, key, body["max_tokens"], peer.peer_pubkey or "", route)
+        self.sessions[sid] = s
+        if self.router is not None and route is not None:
+            self.router.attach(s)
         pj.sessions.add(sid)
         await peer.send(
             "stage.ready",
@@ -292,7 +332,18 @@ class Provider:
 
     async def _forward(self, peer: JobPeer, msg: Message, payload: bytes | None) -> None:
         body = msg.body_dict
-        s = self._session(peer, body["session"])
+        s = self.sessions.get(body["session"])
+        if s is None or (s.route is None and s.peer is not peer):
+            raise JobProtocolError(
+                f"no session {body['session']} on this connection", ErrorCode.UNKNOWN_SESSION
+            )
+        if s.route is not None and peer.peer_pubkey != s.route.prev:
+            raise JobProtocolError(
+                f"session {s.id} takes forwards from {s.route.prev[:16]} only",
+                ErrorCode.UNKNOWN_SESSION,
+            )
+        if s.route is not None and s.route.first and (s.ring is None or s.ring.done):
+            raise JobProtocolError(f"session {s.id} is not generating", ErrorCode.INVALID_STATE)
         if body["step"] != s.step or body["position"] != s.position:
             raise JobProtocolError(
                 f"session {s.id} expects step {s.step} at position {s.position}, got {body['step']}/{body['position']}",
@@ -301,6 +352,19 @@ class Provider:
         assert payload is not None  # the schema requires payload, the core pairs the frame
         header = _frame_meta(payload)  # parsed once: session/position check and token count
         check_frame_header(payload, s.id, s.position, header=header)
+        if s.route is not None:
+            assert self.router is not None
+            if not s.failed:
+                await self.router.forward(s, payload, s.position, body.get("compute_ms", 0.0))
+            return
+        out, seconds = await self._compute(s, payload, header=header)
+        reply = {"session": s.id, "step": body["step"], "compute_ms": round(seconds * 1000, 3)}
+        await peer.send("stage.output", reply, re=msg.id, payload=out)
+
+    async def _compute(
+        self, s: Session, payload: bytes, *, header: dict[str, Any] | None = None
+    ) -> tuple[bytes, float]:
+        """Run one step of ``s`` on its worker; the session advances by the frame's tokens."""
         handle = self.workers.get(s.worker_key)
         if handle is None or not handle.alive:
             raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
@@ -308,12 +372,81 @@ class Provider:
         s.step += 1
         s.position += frame_tokens(payload, header=header)
         self.steps_served += 1
-        out = {
-            "session": s.id,
-            "step": body["step"],
-            "compute_ms": round(float(reply.get("seconds", 0.0)) * 1000, 3),
-        }
-        await peer.send("stage.output", out, re=msg.id, payload=reply["_payload"])
+        out: bytes = reply["_payload"]
+        return out, float(reply.get("seconds", 0.0))
+
+    async def _inputs(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
+        """Stage 0 of a routed session starts (spec/job.md §Direct routing rule 1, §Replay)."""
+        from infernet_ref.specs import validate_data  # noqa: PLC0415
+
+        body = msg.body_dict
+        s = self._session(peer, body["session"])
+        r = s.route
+        if r is None or not r.first or self.router is None:
+            raise JobProtocolError(
+                f"session {s.id} is not a routed stage 0", ErrorCode.INVALID_STATE
+            )
+        if s.ring is not None or s.step:
+            raise JobProtocolError(f"session {s.id} has started already", ErrorCode.INVALID_STATE)
+        if "replay" in body:
+            ring = self._replay_ring(peer, body["replay"])
+        else:
+            plain = open_json(body["inputs"], self.router.sk, sender=r.client)
+            try:
+                validate_data(plain, "job-messages", pointer="/$defs/InputsPlaintext")
+            except InfernetError as exc:
+                raise JobProtocolError(f"inputs: {exc}") from exc
+            ring = Ring(
+                list(plain["prompt_ids"]),
+                bytes.fromhex(plain.get("salt", "")),
+                list(plain.get("generated_ids", [])),
+            )
+        self._check_inputs(s, r, ring)
+        s.ring = ring
+        await peer.send("sys.ok", {"session": s.id}, re=msg.id)
+        s.task = self.router.start(s)
+
+    def _replay_ring(self, peer: JobPeer, replay: dict[str, Any]) -> Ring:
+        old = self.sessions.get(replay["session"])
+        if old is None or old.opener != peer.peer_pubkey or old.ring is None:
+            raise JobProtocolError(
+                f"no stage-0 session {replay['session']} of yours to replay",
+                ErrorCode.INVALID_STATE,
+            )
+        n = replay["generated"]
+        if n > len(old.ring.generated):
+            raise JobProtocolError(
+                f"session {old.id} produced {len(old.ring.generated)} tokens, not {n}",
+                ErrorCode.INVALID_STATE,
+            )
+        return Ring(list(old.ring.prompt), old.ring.salt, old.ring.generated[:n])
+
+    def _check_inputs(self, s: Session, r: Route, ring: Ring) -> None:
+        vocab = self._vocab(s)
+        if len(ring.prompt) != r.prompt_tokens:
+            raise JobProtocolError(
+                f"inputs hold {len(ring.prompt)} prompt tokens, the route says {r.prompt_tokens}"
+            )
+        if len(ring.generated) >= r.max_new_tokens:
+            raise JobProtocolError("inputs already hold every token to generate")
+        if len(ring.prompt) + r.max_new_tokens > s.max_tokens:
+            raise JobProtocolError(
+                f"prompt and new tokens exceed the session's {s.max_tokens}", ErrorCode.NO_CAPACITY
+            )
+        if vocab and any(t >= vocab for t in ring.prompt + ring.generated):
+            raise JobProtocolError(f"token ids must be below the vocabulary size {vocab}")
+
+    def _vocab(self, s: Session) -> int:
+        served = self.models.get(s.worker_key[0])
+        if served is None:
+            return 0
+        import json  # noqa: PLC0415
+
+        try:
+            cfg = json.loads((served.path / "config.json").read_text())
+        except (OSError, ValueError):
+            return 0
+        return int(cfg.get("vocab_size", 0))
 
     async def _close(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         s = self._session(peer, msg.body_dict["session"])
@@ -322,6 +455,9 @@ class Provider:
 
     async def _drop_session(self, s: Session) -> None:
         self.sessions.pop(s.id, None)
+        s.failed = True  # a routed loop stops after the step in flight (never cut a worker call)
+        if self.router is not None:
+            self.router.detach(s)
         pj = self.jobs.get(s.job)
         if pj is not None:
             pj.sessions.discard(s.id)
@@ -357,6 +493,8 @@ class Provider:
     async def close(self) -> None:
         for s in list(self.sessions.values()):
             await self._drop_session(s)
+        if self.router is not None:
+            await self.router.close()
         for pj in list(self.jobs.values()):
             self._finish(pj, JobState.FAILED, error="node shutdown", code=ErrorCode.INTERNAL)
         for handle in self.workers.values():

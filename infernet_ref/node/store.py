@@ -57,7 +57,7 @@ class JobRecord:
     params: dict[str, Any]
     inputs: dict[str, Any] | None
     plan: dict[str, Any] | None
-    output: list[int] | None
+    output: Any  # client: the output ids; aggregator: {count, sealed, finish}
     output_sha256: str | None
     verification: dict[str, Any] | None
     error_code: int | None

@@ -12,10 +12,11 @@ from conftest import hf_greedy, make_tiny, node_config
 
 from infernet_ref.node.client import submit_job
 from infernet_ref.node.daemon import Node
+from infernet_ref.node.errors import JobProtocolError
 from infernet_ref.node.jobstate import JobState
-from infernet_ref.node.payloads import output_sha256
+from infernet_ref.node.payloads import open_json, output_sha256
 from infernet_ref.node.planner import JobNeeds, ModelShape, stage_bytes
-from infernet_ref.nostr import generate_secret_key
+from infernet_ref.nostr import generate_secret_key, public_key
 
 PROMPT = [5, 17, 42, 8, 63, 21]
 NEW = 10
@@ -97,9 +98,10 @@ async def test_pipelined_job_matches_transformers(
         if kind == "tokens":
             streamed.extend(data["ids"])
 
+    client_sk = generate_secret_key()
     out = await submit_job(
         agg.endpoint,
-        generate_secret_key(),
+        client_sk,
         model=cid,
         prompt_ids=PROMPT,
         max_new_tokens=NEW,
@@ -109,7 +111,7 @@ async def test_pipelined_job_matches_transformers(
     assert out.tokens == hf_greedy(model, PROMPT, NEW)
     assert streamed == out.tokens
     assert out.hash_ok is True
-    assert out.output_sha256 == output_sha256(out.tokens)
+    assert out.output_sha256 == output_sha256(out.tokens, salt=bytes.fromhex(out.salt))
     assert out.plan is not None
     assert out.plan["strategy"] == "pipeline"
     assert [
@@ -124,7 +126,18 @@ async def test_pipelined_job_matches_transformers(
     }
     rec = agg.store.get_job(out.job, "aggregator")
     assert rec.state is JobState.COMPLETED
-    assert rec.output == out.tokens
+    # end to end (spec/job.md §Encryption): the aggregator holds only the count and a payload
+    # sealed by stage 0's provider to the client, which its own key cannot open
+    assert rec.output["count"] == len(out.tokens)
+    sealed = rec.output["sealed"]
+    assert (sealed["from"], sealed["to"]) == (
+        out.plan["replicas"][0][0]["provider"],
+        public_key(client_sk).hex(),
+    )
+    with pytest.raises(JobProtocolError):
+        open_json(sealed, agg.sk, sender=None)
+    assert rec.inputs is None
+    assert "prompt_ids" not in json.dumps(rec.params)
 
 
 async def test_provider_dies_mid_generation_reroute_and_replay(
@@ -380,6 +393,16 @@ async def test_cancel_a_running_job(tmp_path: Path, tiny_model: Any, no_nodes: l
 
     path, _, cid = tiny_model
     provs, agg = await swarm(tmp_path, path, cid, no_nodes, providers=2, memory=1 << 30)
+    for p in provs:  # slow providers (20 ms a step), so the cancel meets a running generation
+        assert p.provider is not None
+        assert p.provider.router is not None
+        compute = p.provider.router.compute
+
+        async def slow(s: Any, frame: bytes, compute: Any = compute) -> Any:
+            await asyncio.sleep(0.02)
+            return await compute(s, frame)
+
+        p.provider.router.compute = slow
     sk = generate_secret_key()
     cancelled: list[dict[str, Any]] = []
 

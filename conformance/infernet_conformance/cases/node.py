@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import os
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -160,7 +161,8 @@ async def _(ctx: CaseContext) -> None:
             pad_token_id=0,
         )
     expected = gen[0, len(prompt) :].tolist()
-    want = hashlib.sha256(b"".join(int(t).to_bytes(4, "big") for t in expected)).hexdigest()
+    salt = os.urandom(32)  # spec/job.md §Result hash: SHA-256(salt || ids as u32 big-endian)
+    want = hashlib.sha256(salt + b"".join(int(t).to_bytes(4, "big") for t in expected)).hexdigest()
     url = ctx.require("job").url.split("?")[0]
     out = await submit_job(
         url,
@@ -168,6 +170,7 @@ async def _(ctx: CaseContext) -> None:
         model=q["model"][0],
         prompt_ids=prompt,
         max_new_tokens=n,
+        salt=salt,
         timeout=max(ctx.timeout, 120),
     )
     check(out.state == "completed", f"job ended {out.state}: {out.error}")
