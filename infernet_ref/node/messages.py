@@ -25,6 +25,7 @@ from infernet_ref.encoding import canonical_json, json_decode
 from infernet_ref.errors import EncodingError, LocalProtocolError, ValidationError
 from infernet_ref.node.errors import ErrorCode, JobProtocolError
 from infernet_ref.specs import validate_data
+from infernet_ref.specs.compiled import compiled
 from infernet_ref.specs.registry import SPEC_BASE_URI, default_registry
 from infernet_ref.specs.validate import json_path
 
@@ -143,11 +144,13 @@ def _validator(name: str, pointer: str) -> Draft202012Validator:
 
 
 def _validate(data: Any, name: str, pointer: str = "", prefix: str = "$") -> None:
-    v = _validator(name, pointer)
-    if v.is_valid(data):
+    """The compiled predicate (specs/compiled.py, equal to jsonschema's verdict) decides the
+    common case; only a rejection goes through jsonschema again, for its message and path."""
+    if compiled(name, pointer)(data):
         return
-    err = jsonschema.exceptions.best_match(v.iter_errors(data))
-    assert err is not None
+    err = jsonschema.exceptions.best_match(_validator(name, pointer).iter_errors(data))
+    if err is None:  # jsonschema has the last word on every rejection
+        return
     raise ValidationError(
         err.message,
         path=prefix + json_path(err.absolute_path)[1:],
