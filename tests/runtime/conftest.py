@@ -11,7 +11,7 @@ import torch
 
 torch.set_num_threads(1)
 
-#: Opt-in device for test_runtime_device.py: "cuda" (scripts/gpu_check.sh), "cpu", or "" (skip).
+#: Device of test_runtime_device.py: "cuda" on opt-in (scripts/gpu_check.sh), else CPU.
 TEST_DEVICE = os.environ.get("INFERNET_TEST_DEVICE", "").strip().lower()
 if TEST_DEVICE == "cuda":
     # tests/conftest.py asks for Triton's interpreter when /dev/nvidiactl is missing; on a GPU
