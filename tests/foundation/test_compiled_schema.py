@@ -22,7 +22,9 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from jsonschema._utils import equal as js_equal
 from jsonschema._utils import uniq as js_uniq
+from jsonschema.exceptions import best_match
 
+from infernet_ref.errors import ValidationError
 from infernet_ref.specs.compiled import (
     SchemaCompileError,
     _equal,
@@ -30,7 +32,8 @@ from infernet_ref.specs.compiled import (
     compile_schema,
     compiled,
 )
-from infernet_ref.specs.registry import SchemaRegistry
+from infernet_ref.specs.registry import SchemaRegistry, default_registry, schema_id
+from infernet_ref.specs.validate import json_path
 
 SPEC = Path(__file__).resolve().parents[2] / "spec" / "schemas"
 REGISTRY = SchemaRegistry.from_directory(SPEC)
@@ -40,6 +43,31 @@ SETTINGS = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+_PAYLOAD = {"size": 8392, "sha256": "e3" * 32, "format": "safetensors"}
+EXTRA_EXAMPLES: dict[str, list[tuple[str, Any]]] = {  # hot-path bodies whose $defs lack examples
+    "StageForward": [("stage.forward", {"session": "s-0-1", "step": 17, "position": 41,
+                                        "payload": _PAYLOAD, "compute_ms": 0.5})],
+    "StageOutput": [("stage.output", {"session": "s-0-1", "step": 17, "compute_ms": 3.25,
+                                      "payload": _PAYLOAD})],
+    "JobSubmit": [("job.submit", {
+        "job": "j-01HZX3R8Q9ABCD",
+        "model": "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e",
+        "prompt_tokens": 12,
+        "params": {"max_new_tokens": 64, "sampling": {"temperature": 0, "seed": 0},
+                   "stop_ids": [2, 7]},
+        "redundancy": 1,
+        "stream": True,
+        "deadline": 1764120000,
+    })],
+}  # fmt: skip
+
+
+def _examples(node: Any, pointer: str) -> list[Any]:
+    found = list(node.get("examples", [])) if isinstance(node, dict) else []
+    extra = EXTRA_EXAMPLES.get(pointer.removeprefix("/$defs/"), []) if pointer else []
+    return found + [body for _, body in extra]
 
 
 def _targets(sid: str) -> list[tuple[str, Any]]:
@@ -170,9 +198,9 @@ def _mutated(node: Any, draw: Any, values: list[Any]) -> Any:
 
 @st.composite
 def _instances(draw: Any, sid: str) -> tuple[str, Any]:
-    targets = [(p, n) for p, n in _targets(sid) if isinstance(n, dict) and n.get("examples")]
-    pointer, node = draw(st.sampled_from(targets))
-    value = copy.deepcopy(draw(st.sampled_from(node["examples"])))
+    targets = [(p, _examples(n, p)) for p, n in _targets(sid) if _examples(n, p)]
+    pointer, examples = draw(st.sampled_from(targets))
+    value = copy.deepcopy(draw(st.sampled_from(examples)))
     values = VALUES[sid]
     for _ in range(draw(st.integers(1, 3))):
         path = draw(st.sampled_from(_paths(value)))
@@ -193,7 +221,7 @@ def test_every_example_and_def_compiles_and_agrees(sid: str) -> None:
     for pointer, node in _targets(sid):
         check = compiled(sid, pointer, REGISTRY)
         oracle = REGISTRY.validator(sid, pointer)
-        for example in node.get("examples", []) if isinstance(node, dict) else []:
+        for example in _examples(node, pointer):
             assert check(example) is oracle.is_valid(example) is True, (pointer, example)
 
 
@@ -326,3 +354,69 @@ def test_generated_source_is_readable_python() -> None:
     assert check({"v": 1, "type": "job.offer", "id": "m-1", "body": {}})
     assert not check({"v": True, "type": "job.offer", "id": "m-1", "body": {}})
     assert check({"v": 1.0, "type": "job.offer", "id": "m-1", "body": {}})  # 2020-12 integer
+
+
+def _old_check(data: Any) -> str | None:
+    """messages._check as it was before the compiled path: the error text it raised, or None."""
+    from infernet_ref.node.messages import SCHEMA, _validator, body_table
+
+    envelope = _validator("job-envelope", "")
+    if not envelope.is_valid(data):
+        err = best_match(envelope.iter_errors(data))
+        assert err is not None
+        where = json_path(err.absolute_path)
+        return str(ValidationError(err.message, path=where, schema=schema_id("job-envelope")))
+    def_name = body_table().get(data["type"])
+    if def_name is None:  # validate_data(data, SCHEMA) as it was: every error, best match
+        errors = list(default_registry().validator(SCHEMA).iter_errors(data))
+        err = best_match(errors)
+        assert err is not None
+        return str(
+            ValidationError(
+                err.message, path=json_path(err.absolute_path), schema=schema_id(SCHEMA)
+            )
+        )
+    body = _validator(SCHEMA, f"/$defs/{def_name}")
+    if not body.is_valid(data["body"]):
+        err = best_match(body.iter_errors(data["body"]))
+        assert err is not None
+        where = "$.body" + json_path(err.absolute_path)[1:]
+        return str(ValidationError(err.message, path=where, schema=schema_id(SCHEMA)))
+    return None
+
+
+def _job_seeds() -> list[dict[str, Any]]:
+    from infernet_ref.node.messages import body_table
+
+    doc = default_registry().schema("job-messages")
+    seeds = list(doc.get("examples", []))
+    for msg_type, def_name in sorted(body_table().items()):
+        for body in _examples(doc["$defs"][def_name], f"/$defs/{def_name}"):
+            seeds.append({"v": 1, "type": msg_type, "id": "m-1", "re": "m-0", "body": body})
+    return seeds
+
+
+@SETTINGS
+@given(data=st.data())
+def test_message_check_rejects_exactly_as_before(data: st.DataObject) -> None:
+    """messages._check (compiled fast path) raises exactly when, and exactly what, the previous
+    jsonschema-only path raised; and its verdict is the whole job-messages schema's."""
+    from infernet_ref.node.messages import _check
+
+    value = copy.deepcopy(data.draw(st.sampled_from(_job_seeds())))
+    values = VALUES[schema_id("job-messages")]
+    for _ in range(data.draw(st.integers(0, 3))):
+        path = data.draw(st.sampled_from(_paths(value)))
+        if not path:
+            value = _mutated(value, data.draw, values)
+            continue
+        parent = _get(value, path[:-1])
+        parent[path[-1]] = _mutated(parent[path[-1]], data.draw, values)
+    expected = _old_check(value)
+    try:
+        _check(value)
+        got = None
+    except ValidationError as exc:
+        got = str(exc)
+    assert got == expected, value
+    assert (got is None) is default_registry().validator("job-messages").is_valid(value)
