@@ -31,7 +31,7 @@ def to_device(t: torch.Tensor, device: str | torch.device) -> torch.Tensor:
     """Copy ``t`` to ``device`` keeping its shape, strides and storage offset (its whole storage
     travels, so padding between strided rows keeps its values, NaN included)."""
     storage = t.untyped_storage()
-    flat = torch.empty(0, dtype=t.dtype).set_(storage)  # the whole storage as a 1-D tensor
+    flat = torch.empty(0, dtype=t.dtype, device=t.device).set_(storage)  # the whole storage
     return flat.to(device).as_strided(t.shape, t.stride(), t.storage_offset())
 
 

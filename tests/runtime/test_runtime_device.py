@@ -114,8 +114,11 @@ def test_runtime_selects_the_compiled_kernels() -> None:
         assert ops._cuda_kernels(torch.zeros(1)) is None
         return
     assert mod is not None, "infernet_kernels is not available on this CUDA machine"
-    import infernet_kernels.paged_attention as pa
-    import infernet_kernels.rms_norm as rn
+    import importlib
+
+    # by module path: the package re-exports functions of the same names as these modules
+    pa = importlib.import_module("infernet_kernels.paged_attention")
+    rn = importlib.import_module("infernet_kernels.rms_norm")
 
     assert not is_interpreted(pa._attention_kernel)
     assert not is_interpreted(rn._rms_norm_kernel)
