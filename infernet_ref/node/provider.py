@@ -357,23 +357,38 @@ class Provider:
             if not s.failed:
                 await self.router.forward(s, payload, s.position, body.get("compute_ms", 0.0))
             return
-        out, seconds = await self._compute(s, payload, header=header)
+        out, seconds, _ = await self._compute(s, payload, header=header)
         reply = {"session": s.id, "step": body["step"], "compute_ms": round(seconds * 1000, 3)}
         await peer.send("stage.output", reply, re=msg.id, payload=out)
 
     async def _compute(
-        self, s: Session, payload: bytes, *, header: dict[str, Any] | None = None
-    ) -> tuple[bytes, float]:
-        """Run one step of ``s`` on its worker; the session advances by the frame's tokens."""
+        self,
+        s: Session,
+        payload: bytes,
+        *,
+        header: dict[str, Any] | None = None,
+        sample: dict[str, Any] | None = None,
+    ) -> tuple[bytes, float, int | None]:
+        """Run one step of ``s`` on its worker; the session advances by the frame's tokens.
+
+        With ``sample`` (the worker's sampling fields incl. ``sample_index``) the last stage's
+        worker samples and only the token comes back (spec/node-worker.md)."""
         handle = self.workers.get(s.worker_key)
         if handle is None or not handle.alive:
             raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
-        reply = await self._worker_call(handle, {"op": "stage.forward", "session": s.id}, payload)
+        n = frame_tokens(payload, header=header)
+        req: dict[str, Any] = {"op": "stage.forward", "session": s.id}
+        if sample is not None and s.route is not None:
+            req.update(sample, sample_index=s.position + n - s.route.prompt_tokens)
+        reply = await self._worker_call(handle, req, payload)
         s.step += 1
-        s.position += frame_tokens(payload, header=header)
+        s.position += n
         self.steps_served += 1
         out: bytes = reply["_payload"]
-        return out, float(reply.get("seconds", 0.0))
+        token = reply.get("token")
+        if sample is not None and not isinstance(token, int):
+            raise JobProtocolError("the stage worker did not sample", ErrorCode.SANDBOX)
+        return out, float(reply.get("seconds", 0.0)), token
 
     async def _inputs(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         """Stage 0 of a routed session starts (spec/job.md §Direct routing rule 1, §Replay)."""

@@ -31,8 +31,9 @@ from infernet_ref.node.messages import Message
 from infernet_ref.node.payloads import output_sha256, seal_json
 from infernet_ref.node.transport import JobPeer, open_peer
 
-#: (session, input frame) -> (output frame, compute seconds); raises JobProtocolError.
-Compute = Callable[[Any, bytes], Awaitable[tuple[bytes, float]]]
+#: (session, input frame, sampling fields or None) -> (output frame, compute seconds, sampled
+#: token or None); raises JobProtocolError.
+Compute = Callable[..., Awaitable[tuple[bytes, float, int | None]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +175,12 @@ class Router:
         except (InfernetError, OSError, TimeoutError) as exc:
             await self.fail(s, route.next_node, int(ErrorCode.PROVIDER_FAILED), f"next: {exc}")
 
-    async def _step(self, s: Any, frame: bytes) -> tuple[bytes, float] | None:
-        """Run one step on our worker; None (after reporting) when the worker failed."""
+    async def _step(self, s: Any, frame: bytes) -> tuple[bytes, float, int | None] | None:
+        """Run one step on our worker — on the last stage sampling the token there, from the
+        fp32 logits — or None (after reporting) when the worker failed."""
+        sample = self._sampling(s) if s.route.last else None
         try:
-            return await self.compute(s, frame)
+            return await self.compute(s, frame, sample=sample)
         except JobProtocolError as exc:
             await self.fail(s, self.me, int(exc.error_code), str(exc))
             return None
@@ -185,18 +188,16 @@ class Router:
     async def forward(self, s: Any, frame: bytes, position: int, compute_ms: float) -> None:
         """A ``stage.forward`` from ``prev`` into a routed session (spec/job.md rules 2-4)."""
         if s.route.first:
-            token = _single_token(frame)
-            await self._record(s, token, compute_ms)
+            await self._record(s, _single_token(frame), compute_ms)
             if not s.ring.done:
                 await self.run_first(s, frame, position)
             return
         step, done = s.step, await self._step(s, frame)
         if done is None:
             return
-        out, seconds = done
+        out, seconds, token = done
         compute_ms += seconds * 1000
-        if s.route.last:
-            token = self._sample(s, out)
+        if token is not None:
             nxt = token_frame(s.id, s.position, [token])
             await self._send_next(s, nxt, s.step, s.position, compute_ms)
         else:
@@ -220,17 +221,16 @@ class Router:
         """Stage 0 runs a step from ``frame``; with one stage it loops through the whole ring."""
         ring: Ring = s.ring
         while not s.failed and not ring.done:
-            step, sent = s.step, time.perf_counter()
+            step = s.step
             done = await self._step(s, frame)
             if done is None:
                 return
-            out, _ = done
-            if not s.route.last:
-                ring.sent_at = sent
+            out, _, token = done
+            if token is None:
+                ring.sent_at = time.perf_counter()
                 await self._send_next(s, out, step, position, 0.0)
                 await self._flush_token(s)
                 return
-            token = self._sample(s, out)
             position = s.position
             await self._record(s, token, 0.0)
             await self._flush_token(s)
@@ -268,23 +268,20 @@ class Router:
             with contextlib.suppress(InfernetError, OSError):
                 await s.peer.send("stage.token", body)
 
-    def _sample(self, s: Any, logits_frame: bytes) -> int:
-        from infernet_ref.runtime.frames import decode_frame  # noqa: PLC0415
-        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
-
+    @staticmethod
+    def _sampling(s: Any) -> dict[str, Any]:
+        """The worker's sampling fields (the caller adds ``sample_index``: the position the new
+        token takes minus the prompt, spec/job.md §Direct routing rule 3)."""
         r: Route = s.route
-        frame = decode_frame(logits_frame)
-        if frame.kind != "logits":
-            raise JobProtocolError(f"the last stage produced {frame.kind}", ErrorCode.SANDBOX)
-        index = s.position - r.prompt_tokens
-        params = SamplingParams(
-            max_tokens=r.max_new_tokens,
-            temperature=r.temperature,
-            top_k=r.top_k,
-            top_p=r.top_p,
-            seed=r.seed,
-        )
-        return int(sample(frame.tensor.unsqueeze(0), [params], [r.seed], [index])[0])
+        fields: dict[str, Any] = {
+            "temperature": r.temperature,
+            "seed": r.seed,
+        }
+        if r.top_k:
+            fields["top_k"] = r.top_k
+        if r.top_p < 1.0:
+            fields["top_p"] = r.top_p
+        return fields
 
 
 def token_frame(session: str, position: int, ids: list[int]) -> bytes:

@@ -166,6 +166,28 @@ class StageWorker:
         out: bytes = self.stage.forward(data)
         return out
 
+    def _forward_sample(self, data: bytes, h: dict[str, Any]) -> int:
+        """A last stage's step that samples output ``sample_index`` itself (spec/node-worker.md):
+        the fp32 logits, seeded per (seed, index) as spec/job.md §Determinism says."""
+        from infernet_ref.runtime.frames import decode_frame  # noqa: PLC0415
+        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
+
+        if not self.stage.is_last:
+            raise OpError("bad_request", "only the last stage samples")
+        seed = _int(h, "seed", 0, (1 << 53) - 1, 0)
+        params = SamplingParams(
+            max_tokens=1,
+            temperature=_num(h, "temperature", 0.0, 100.0, 0.0),
+            top_k=_int(h, "top_k", 0, 1 << 20, 0),
+            top_p=_num(h, "top_p", 1e-9, 1.0, 1.0),
+            seed=seed,
+        )
+        index = _int(h, "sample_index", 0, 65535, 0)
+        self._broadcast("FORWARD", data)
+        frame = self.stage.forward_frame(decode_frame(data, max_size=self.args.max_payload))
+        logits = frame.tensor.float().reshape(1, -1)
+        return int(sample(logits, [params], [seed], [index])[0])
+
     def _open(self, session: str, max_tokens: int) -> int:
         # checked here first so a refusal never reaches the followers (they must stay in step)
         if session in self.stage.sessions:
@@ -230,6 +252,13 @@ class StageWorker:
 
                 if decode_frame(payload, max_size=self.args.max_payload).session != s:
                     raise OpError("bad_frame", f"frame does not belong to session {s!r}")
+            if "sample_index" in h:
+                token = self._forward_sample(payload, h)
+                return {
+                    "session": s,
+                    "seconds": self.stage.last_forward_seconds,
+                    "token": token,
+                }, b""
             out = self._forward(payload)
             return {"session": s, "seconds": self.stage.last_forward_seconds}, out
         if op == "stage.close":

@@ -398,9 +398,9 @@ async def test_cancel_a_running_job(tmp_path: Path, tiny_model: Any, no_nodes: l
         assert p.provider.router is not None
         compute = p.provider.router.compute
 
-        async def slow(s: Any, frame: bytes, compute: Any = compute) -> Any:
+        async def slow(s: Any, frame: bytes, compute: Any = compute, **kw: Any) -> Any:
             await asyncio.sleep(0.02)
-            return await compute(s, frame)
+            return await compute(s, frame, **kw)
 
         p.provider.router.compute = slow
     sk = generate_secret_key()

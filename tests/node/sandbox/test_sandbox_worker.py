@@ -140,6 +140,43 @@ async def test_whole_model_worker_matches_transformers(
         await w.close()
 
 
+async def drive_sampling(w: WorkerHandle, n: int, session: str, **sampling: object) -> list[int]:
+    """Decode through one whole-model worker that samples itself (``sample_index``)."""
+    await w.request({"op": "stage.open", "session": session})
+    ids, out, pos = list(PROMPT), [], 0
+    for index in range(n):
+        data = encode_frame(ActivationFrame(session, pos, "input_ids", torch.tensor(ids)))
+        req = {"op": "stage.forward", "session": session, "sample_index": index, **sampling}
+        reply, payload = await w.request(req, data, timeout=120)
+        assert payload == b""  # the logits stay in the worker
+        pos += len(ids)
+        ids = [reply["token"]]
+        out.append(ids[0])
+    await w.request({"op": "stage.close", "session": session})
+    return out
+
+
+async def test_worker_side_sampling_equals_generate_and_transformers(
+    executor: Executor, tiny_model: tuple[Path, list[int]]
+) -> None:
+    """spec/node-worker.md ``sample_index``: greedy equals transformers; seeded sampling step by
+    step equals the worker's own ``generate`` with that seed (both seed output index t from
+    (seed, t), spec/job.md §Determinism)."""
+    model, expected = tiny_model
+    w = await executor.start(spec(model))
+    try:
+        assert await drive_sampling(w, NEW, "g", temperature=0) == expected
+        sampling = {"temperature": 1.1, "top_k": 20, "top_p": 0.9, "seed": 4242}
+        whole, _ = await w.request(
+            {"op": "generate", "prompt_ids": PROMPT, "max_new_tokens": 8, **sampling}, timeout=120
+        )
+        stepped, gen = await drive_sampling(w, 8, "t", **sampling), whole["output_ids"]
+        assert stepped[: len(gen)] == gen  # generate stops at EOS (id 2), the loop above does not
+        assert len(gen) == 8 or gen[-1] == 2
+    finally:
+        await w.close()
+
+
 async def test_two_stage_pipeline_with_tp2_matches_transformers(
     tiny_model: tuple[Path, list[int]],
 ) -> None:
@@ -160,6 +197,11 @@ async def test_two_stage_pipeline_with_tp2_matches_transformers(
         assert await drive([first, second], PROMPT, NEW, "pp") == expected
         with pytest.raises(WorkerError) as info:  # a partial stage cannot generate alone
             await first.request({"op": "generate", "prompt_ids": PROMPT})
+        assert info.value.error_code == "bad_request"
+        await first.request({"op": "stage.open", "session": "x"})
+        frame = encode_frame(ActivationFrame("x", 0, "input_ids", torch.tensor(PROMPT)))
+        with pytest.raises(WorkerError) as info:  # only the last stage samples
+            await first.request({"op": "stage.forward", "session": "x", "sample_index": 0}, frame)
         assert info.value.error_code == "bad_request"
     finally:
         await asyncio.gather(first.close(), second.close())
