@@ -404,7 +404,7 @@ class Provider:
         if s.ring is not None or s.step:
             raise JobProtocolError(f"session {s.id} has started already", ErrorCode.INVALID_STATE)
         if "replay" in body:
-            ring = self._replay_ring(peer, body["replay"])
+            ring = self._replay_ring(peer, body["replay"], r)
         else:
             plain = open_json(body["inputs"], self.router.sk, sender=r.client)
             try:
@@ -421,12 +421,16 @@ class Provider:
         await peer.send("sys.ok", {"session": s.id}, re=msg.id)
         s.task = self.router.start(s)
 
-    def _replay_ring(self, peer: JobPeer, replay: dict[str, Any]) -> Ring:
+    def _replay_ring(self, peer: JobPeer, replay: dict[str, Any], r: Route) -> Ring:
         old = self.sessions.get(replay["session"])
         if old is None or old.opener != peer.peer_pubkey or old.ring is None:
             raise JobProtocolError(
                 f"no stage-0 session {replay['session']} of yours to replay",
                 ErrorCode.INVALID_STATE,
+            )
+        if old.route is None or old.route.client != r.client:  # the history stays the client's
+            raise JobProtocolError(
+                f"session {old.id} holds another client's history", ErrorCode.INVALID_STATE
             )
         n = replay["generated"]
         if n > len(old.ring.generated):
