@@ -453,8 +453,10 @@ def run_node(cfg: NodeConfig, *, ready_file: Path | None = None) -> int:
         await node.stop()
         return 0
 
+    from infernet_ref.ws.loop import run  # noqa: PLC0415
+
     try:
-        return asyncio.run(main())
+        return run(main())  # uvloop when installed (DESIGN.md)
     except (NodeConfigError, InfernetError) as exc:
         print(f"infernet node: {exc}", file=sys.stderr)
         return 2

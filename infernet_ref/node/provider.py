@@ -370,6 +370,7 @@ class Provider:
         sample: dict[str, Any] | None = None,
     ) -> tuple[bytes, float, int | None]:
         """Run one step of ``s`` on its worker; the session advances by the frame's tokens.
+        Returns the output frame, the wall time of the worker call and the sampled token.
 
         With ``sample`` (the worker's sampling fields incl. ``sample_index``) the last stage's
         worker samples and only the token comes back (spec/node-worker.md)."""
@@ -380,7 +381,9 @@ class Provider:
         req: dict[str, Any] = {"op": "stage.forward", "session": s.id}
         if sample is not None and s.route is not None:
             req.update(sample, sample_index=s.position + n - s.route.prompt_tokens)
+        start = time.perf_counter()
         reply = await self._worker_call(handle, req, payload)
+        seconds = time.perf_counter() - start  # the worker call: sandbox channel included
         s.step += 1
         s.position += n
         self.steps_served += 1
@@ -388,7 +391,7 @@ class Provider:
         token = reply.get("token")
         if sample is not None and not isinstance(token, int):
             raise JobProtocolError("the stage worker did not sample", ErrorCode.SANDBOX)
-        return out, float(reply.get("seconds", 0.0)), token
+        return out, seconds, token
 
     async def _inputs(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         """Stage 0 of a routed session starts (spec/job.md §Direct routing rule 1, §Replay)."""

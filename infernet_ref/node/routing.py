@@ -51,6 +51,7 @@ class Route:
     top_p: float
     seed: int
     stop_ids: frozenset[int]
+    eos_ids: frozenset[int]
     first: bool
     last: bool
 
@@ -69,7 +70,8 @@ class Route:
             top_k=int(s.get("top_k", 0)),
             top_p=float(s.get("top_p", 1.0)),
             seed=int(s["seed"]),
-            stop_ids=frozenset(g.get("stop_ids", ())) | frozenset(g.get("eos_ids", ())),
+            stop_ids=frozenset(g.get("stop_ids", ())),
+            eos_ids=frozenset(g.get("eos_ids", ())),
             first=shard["stage"] == 0,
             last=shard["layer_end"] == shard["num_layers"],
         )
@@ -88,7 +90,10 @@ class Ring:
 
 def finish_reason(route: Route, ring: Ring) -> str | None:
     """``stop``/``eos``/``length`` once generation is over, else None (spec/job.md rule 4)."""
-    if ring.generated and ring.generated[-1] in route.stop_ids:
+    last = ring.generated[-1] if ring.generated else None
+    if last in route.eos_ids:
+        return "eos"
+    if last in route.stop_ids:
         return "stop"
     if len(ring.generated) >= route.max_new_tokens:
         return "length"
@@ -297,13 +302,27 @@ def token_frame(session: str, position: int, ids: list[int]) -> bytes:
 
 
 def _single_token(frame: bytes) -> int:
-    """The one token id of a fed-back ``input_ids`` frame (else 4000)."""
-    from infernet_ref.runtime.frames import decode_frame  # noqa: PLC0415
+    """The one token id of a fed-back ``input_ids`` frame (else 4000), read without decoding the
+    frame: stage 0's worker checks the frame fully when it runs the next step."""
+    from infernet_ref.encoding import json_decode  # noqa: PLC0415
 
+    n = int.from_bytes(frame[:8], "little") if len(frame) >= 8 else -1
+    if not 0 < n <= 4096 or len(frame) != 8 + n + 8:
+        raise JobProtocolError("stage 0 takes back a frame of exactly one int64 token id")
     try:
-        f = decode_frame(frame)
+        header = json_decode(frame[8 : 8 + n], max_size=4096, max_depth=4)
     except InfernetError as exc:
-        raise JobProtocolError(f"bad token frame: {exc}") from exc
-    if f.kind != "input_ids" or f.tensor.numel() != 1:
-        raise JobProtocolError("stage 0 takes back exactly one token id per step")
-    return int(f.tensor.reshape(-1)[0])
+        raise JobProtocolError(f"bad token frame header: {exc}") from exc
+    entry = header.get("input_ids") if isinstance(header, dict) else None
+    if (
+        not isinstance(entry, dict)
+        or set(header) != {"__metadata__", "input_ids"}
+        or entry.get("dtype") != "I64"
+        or entry.get("shape") != [1]
+        or entry.get("data_offsets") != [0, 8]
+    ):
+        raise JobProtocolError("stage 0 takes back exactly one int64 token id per step")
+    token = int.from_bytes(frame[8 + n :], "little", signed=True)
+    if token < 0:
+        raise JobProtocolError(f"token id {token} is negative")
+    return token
