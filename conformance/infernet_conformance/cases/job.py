@@ -6,6 +6,14 @@ the NIP-01 rules, so the cases do not lean on the reference implementation's cod
 authentication (challenge first, refusal before auth, bad signature, foreign challenge, stale
 and replayed events), error codes for malformed, unknown-type, wrong-version, schema-invalid,
 oversized and unannounced-binary input with the connection staying usable, and heartbeats.
+
+The ``job.route.*`` cases talk to a provider (``--target provider=ws://HOST:PORT/job?model=<CID>
+&model_dir=<path>``, the provider serving every layer of that model) as a driver of directly
+routed sessions (spec/job.md §Direct routing): forwards only from ``route.prev``, inputs only
+sealed by ``route.client``, and a whole single-stage ring whose tokens are compared with Hugging
+Face ``transformers`` greedy decoding. Activation frames are safetensors blobs built here from
+the format's rules; sealed payloads use the reference NIP-44 code (checked elsewhere against
+the NIP-44 vectors). ``job.inputs.misaddressed`` needs ``?model=<CID>`` on the job target.
 """
 
 from __future__ import annotations
@@ -52,13 +60,15 @@ def _msg(msg_type: str, body: dict[str, Any], msg_id: str = "t1") -> str:
 
 
 @asynccontextmanager
-async def _connect(ctx: CaseContext, max_size: int = 64 * 2**20) -> AsyncIterator[Any]:
+async def _connect(
+    ctx: CaseContext, max_size: int = 64 * 2**20, name: str = "job"
+) -> AsyncIterator[Any]:
     try:
         from websockets.asyncio.client import connect  # noqa: PLC0415
         from websockets.typing import Subprotocol  # noqa: PLC0415
     except ImportError:  # pragma: no cover
         raise CaseSkipped("the `websockets` package is needed for job.* cases") from None
-    url = ctx.require("job").url
+    url = ctx.require(name).url
     async with connect(
         url, subprotocols=[Subprotocol("infernet.v1")], compression=None, max_size=max_size
     ) as ws:
@@ -338,3 +348,277 @@ async def _(ctx: CaseContext) -> None:
     await _authed_error(
         ctx, _msg("job.status", {"job": "j-" + os.urandom(8).hex()}), {4040, 4003}, "unknown job"
     )
+
+
+# ---- directly routed sessions (spec/job.md §Direct routing, §Encryption) ----------------------
+ROUTE = f"{SECTION} §Direct routing"
+PROMPT = [5, 17, 42, 8, 63, 21]
+
+
+def _model_target(ctx: CaseContext, name: str) -> tuple[str, dict[str, Any]]:
+    """(model CID, the model's config.json) from ``?model=&model_dir=`` on target ``name``."""
+    from urllib.parse import parse_qs, urlsplit  # noqa: PLC0415
+
+    q = parse_qs(urlsplit(ctx.require(name).url).query)
+    if "model" not in q or "model_dir" not in q:
+        raise CaseSkipped(f"add ?model=<CID>&model_dir=<path> to the {name} target")
+    with open(os.path.join(q["model_dir"][0], "config.json"), encoding="utf-8") as f:
+        cfg: dict[str, Any] = json.load(f)
+    return q["model"][0], cfg
+
+
+def _pub(sk: bytes) -> str:
+    from coincurve import PrivateKey  # noqa: PLC0415
+
+    return str(PrivateKey(sk).public_key_xonly.format().hex())
+
+
+async def _login(ws: Any, ctx: CaseContext, sk: bytes) -> tuple[str, str]:
+    """Authenticate as ``sk``; returns the node's key and endpoint from its challenge."""
+    ch = await _challenge(ws, ctx)
+    tags = [["endpoint", ch["endpoint"]], ["challenge", ch["challenge"]]]
+    await ws.send(_msg("auth.response", {"event": _event(sk, 22242, tags, "", int(time.time()))}))
+    reply = await _recv_json(ws, ctx)
+    check(reply["type"] == "auth.ok", f"auth failed: {reply}")
+    return str(ch["node"]), str(ch["endpoint"])
+
+
+async def _reply_to(ws: Any, ctx: CaseContext, msg_id: str) -> dict[str, Any]:
+    """The next message answering ``msg_id``; a routed failure report also ends the wait."""
+    for _ in range(64):
+        msg = await _recv_json(ws, ctx)
+        if msg.get("re") == msg_id or msg["type"] == "stage.failed":
+            return msg
+    raise CaseFailed(f"no reply to {msg_id}")
+
+
+async def _call(
+    ws: Any, ctx: CaseContext, msg_type: str, body: dict[str, Any], msg_id: str
+) -> dict[str, Any]:
+    await ws.send(_msg(msg_type, body, msg_id))
+    reply = await _reply_to(ws, ctx, msg_id)
+    check(reply["type"] not in ("sys.error", "job.reject"), f"{msg_type} refused: {reply['body']}")
+    return reply
+
+
+def _ids_frame(session: str, position: int, ids: list[int]) -> bytes:
+    """An ``input_ids`` activation frame (spec/runtime.md §5.1): safetensors, I64, little-endian."""
+    data = b"".join(int(t).to_bytes(8, "little", signed=True) for t in ids)
+    header = {
+        "__metadata__": {
+            "format": "infernet.activation.v1",
+            "session": session,
+            "position": str(position),
+        },
+        "input_ids": {"dtype": "I64", "shape": [len(ids)], "data_offsets": [0, len(data)]},
+    }
+    h = json.dumps(header, separators=(",", ":")).encode()
+    h += b" " * (-len(h) % 8)
+    return len(h).to_bytes(8, "little") + h + data
+
+
+async def _send_forward(
+    ws: Any, session: str, frame: bytes, msg_id: str, *, step: int, position: int
+) -> None:
+    payload = {"size": len(frame), "sha256": hashlib.sha256(frame).hexdigest()}
+    body = {
+        "session": session,
+        "step": step,
+        "position": position,
+        "payload": {**payload, "format": "safetensors"},
+    }
+    await ws.send(_msg("stage.forward", body, msg_id))
+    await ws.send(frame)
+
+
+async def _open_routed(
+    ws: Any,
+    ctx: CaseContext,
+    model: str,
+    cfg: dict[str, Any],
+    *,
+    prev: str,
+    nxt: tuple[str, str],
+    client: str,
+    new_tokens: int = 4,
+) -> str:
+    """Offer, assign and open a routed single-stage session of the whole model; its id."""
+    layers = int(cfg["num_hidden_layers"])
+    shard = {"stage": 0, "layer_start": 0, "layer_end": layers, "num_layers": layers, "tp": 1}
+    job, session = "j-" + os.urandom(8).hex(), "s" + os.urandom(8).hex()
+    max_tokens = len(PROMPT) + new_tokens
+    offer = {"job": job, "model": model, "shard": shard, "max_tokens": max_tokens}
+    await _call(ws, ctx, "job.offer", offer, "o1")
+    await _call(ws, ctx, "job.assign", {"job": job, "model": model, "shard": shard}, "o2")
+    route = {
+        "prev": prev,
+        "next": {"node": nxt[0], "endpoint": nxt[1]},
+        "client": client,
+        "generation": {
+            "prompt_tokens": len(PROMPT),
+            "max_new_tokens": new_tokens,
+            "sampling": {"temperature": 0, "seed": 0},
+        },
+    }
+    body = {"job": job, "session": session, "shard": shard, "max_tokens": max_tokens}
+    reply = await _call(ws, ctx, "stage.open", {**body, "route": route}, "o3")
+    check(reply["type"] == "stage.ready", f"stage.open answered {reply['type']}")
+    return session
+
+
+@case(
+    "job.route.forward_from_wrong_key",
+    section=ROUTE,
+    description="a routed session takes stage.forward only from route.prev: from its own driver "
+    "(another key) it gets 4041",
+)
+async def _(ctx: CaseContext) -> None:
+    model, cfg = _model_target(ctx, "provider")
+    async with _connect(ctx, name="provider") as ws:
+        sk, other = os.urandom(32), _pub(os.urandom(32))
+        _, endpoint = await _login(ws, ctx, sk)
+        sid = await _open_routed(
+            ws, ctx, model, cfg, prev=other, nxt=(other, endpoint), client=_pub(sk)
+        )
+        await _send_forward(ws, sid, _ids_frame(sid, 0, PROMPT), "f1", step=0, position=0)
+        _expect_error(await _reply_to(ws, ctx, "f1"), {4041}, "forward from a key not route.prev")
+        await _still_usable(ws, ctx)
+
+
+@case(
+    "job.route.inputs_wrong_sender",
+    section=f"{SECTION} §Encryption",
+    description="stage.inputs sealed by a key other than route.client gets 4003",
+)
+async def _(ctx: CaseContext) -> None:
+    from infernet_ref.node.payloads import seal_json  # noqa: PLC0415
+
+    model, cfg = _model_target(ctx, "provider")
+    async with _connect(ctx, name="provider") as ws:
+        sk = os.urandom(32)
+        node, endpoint = await _login(ws, ctx, sk)
+        sid = await _open_routed(
+            ws, ctx, model, cfg, prev=node, nxt=(node, endpoint), client=_pub(os.urandom(32))
+        )
+        forged = seal_json({"prompt_ids": PROMPT}, os.urandom(32), node)
+        await ws.send(_msg("stage.inputs", {"session": sid, "inputs": forged}, "i1"))
+        _expect_error(await _reply_to(ws, ctx, "i1"), {4003}, "inputs not sealed by route.client")
+        await _still_usable(ws, ctx)
+
+
+@case(
+    "job.route.inputs_unknown_session",
+    section=f"{SECTION} §Dispatch and pipeline sessions",
+    description="stage.inputs for a session that was never opened gets 4041",
+)
+async def _(ctx: CaseContext) -> None:
+    async with _connect(ctx, name="provider") as ws:
+        sk = os.urandom(32)
+        node, _ = await _login(ws, ctx, sk)
+        sealed = {"scheme": "nip44", "from": _pub(sk), "to": node, "data": "AAAA"}
+        body = {"session": "s" + os.urandom(8).hex(), "inputs": sealed}
+        await ws.send(_msg("stage.inputs", body, "i1"))
+        _expect_error(await _reply_to(ws, ctx, "i1"), {4041}, "inputs for an unknown session")
+        await _still_usable(ws, ctx)
+
+
+def _greedy(model_dir: str, prompt: list[int], n: int) -> list[int]:
+    try:
+        import torch  # noqa: PLC0415
+        from transformers import AutoModelForCausalLM  # noqa: PLC0415
+    except ImportError:  # pragma: no cover
+        raise CaseSkipped("transformers is needed to compute the expected output") from None
+    model: Any = AutoModelForCausalLM.from_pretrained(model_dir)
+    model.eval()
+    with torch.inference_mode():
+        ids = torch.tensor([prompt])
+        out = model.generate(
+            ids,
+            attention_mask=torch.ones_like(ids),
+            max_new_tokens=n,
+            min_new_tokens=n,
+            do_sample=False,
+            pad_token_id=0,
+        )
+    return [int(t) for t in out[0, len(prompt) :].tolist()]
+
+
+@case(
+    "job.route.single_stage_tokens",
+    section=f"{SECTION} §Direct routing, §Result hash",
+    description="a single-stage routed ring streams stage.token 0..n-1 sealed to the client, equal "
+    "to transformers greedy decoding, the last with count, finish and SHA-256(salt || ids)",
+)
+async def _(ctx: CaseContext) -> None:
+    from urllib.parse import parse_qs, urlsplit  # noqa: PLC0415
+
+    from infernet_ref.node.payloads import open_json, seal_json  # noqa: PLC0415
+
+    model, cfg = _model_target(ctx, "provider")
+    n = 6
+    want = _greedy(parse_qs(urlsplit(ctx.require("provider").url).query)["model_dir"][0], PROMPT, n)
+    async with _connect(ctx, name="provider") as ws:
+        sk, client_sk, salt = os.urandom(32), os.urandom(32), os.urandom(32)
+        node, endpoint = await _login(ws, ctx, sk)
+        sid = await _open_routed(
+            ws,
+            ctx,
+            model,
+            cfg,
+            prev=node,
+            nxt=(node, endpoint),
+            client=_pub(client_sk),
+            new_tokens=n,
+        )
+        sealed = seal_json({"prompt_ids": PROMPT, "salt": salt.hex()}, client_sk, node)
+        await _call(ws, ctx, "stage.inputs", {"session": sid, "inputs": sealed}, "i1")
+        got: list[int] = []
+        last: dict[str, Any] = {}
+        while not last.get("done"):
+            msg = await _recv_json(ws, ctx)
+            if msg["type"] == "stage.failed":
+                raise CaseFailed(f"the ring failed: {msg['body']}")
+            if msg["type"] != "stage.token":
+                continue
+            last = msg["body"]
+            check(last["index"] == len(got), f"token index {last['index']}, expected {len(got)}")
+            check(last["tokens"]["from"] == node, "tokens not sealed by the stage-0 provider")
+            got.extend(open_json(last["tokens"], client_sk, sender=node)["ids"])
+            check(len(got) <= n, "more tokens than max_new_tokens")
+        check(got == want, f"tokens {got} differ from transformers greedy {want}")
+        check(last.get("count") == n and last.get("finish") == "length", f"bad last token {last}")
+        sha = hashlib.sha256(salt + b"".join(t.to_bytes(4, "big") for t in want)).hexdigest()
+        check(last.get("output_sha256") == sha, "output_sha256 is not SHA-256(salt || ids)")
+        check(open_json(last["output"], client_sk, sender=node)["ids"] == want, "bad output")
+        await _call(ws, ctx, "stage.close", {"session": sid}, "c1")
+
+
+@case(
+    "job.inputs.misaddressed",
+    section=f"{SECTION} §Submission",
+    description="an aggregator refuses job.inputs not sealed to the replica's stage-0 provider (4003)",
+)
+async def _(ctx: CaseContext) -> None:
+    from urllib.parse import parse_qs, urlsplit  # noqa: PLC0415
+
+    q = parse_qs(urlsplit(ctx.require("job").url).query)
+    if "model" not in q:
+        raise CaseSkipped("add ?model=<CID> to the job target")
+    async with _connect(ctx) as ws:
+        sk = os.urandom(32)
+        await _login(ws, ctx, sk)
+        job = "j-" + os.urandom(8).hex()
+        submit = {
+            "job": job,
+            "model": q["model"][0],
+            "prompt_tokens": len(PROMPT),
+            "params": {"max_new_tokens": 2, "sampling": {"temperature": 0, "seed": 0}},
+            "redundancy": 1,
+        }
+        reply = await _call(ws, ctx, "job.submit", submit, "j1")
+        check(reply["type"] == "job.accept", f"job.submit answered {reply['type']}")
+        stranger = _pub(os.urandom(32))
+        sealed = {"scheme": "nip44", "from": _pub(sk), "to": stranger, "data": "AAAA"}
+        await ws.send(_msg("job.inputs", {"job": job, "replica": 0, "inputs": sealed}, "j2"))
+        _expect_error(await _reply_to(ws, ctx, "j2"), {4003}, "misaddressed job.inputs")
+        await _call(ws, ctx, "job.cancel", {"job": job}, "j3")
