@@ -16,6 +16,7 @@ rejected.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import time
@@ -34,6 +35,7 @@ from infernet_ref.node.driver import (
 )
 from infernet_ref.node.errors import ErrorCode, JobProtocolError, PlanningError, StoreError
 from infernet_ref.node.jobstate import JobState
+from infernet_ref.node.limits import ClientLimits
 from infernet_ref.node.log import JsonLog
 from infernet_ref.node.messages import Message
 from infernet_ref.node.planner import (
@@ -101,6 +103,8 @@ class Aggregator:
         models: Callable[[str], Awaitable[ModelInfo]],
         stage_timeout: float = 30.0,
         max_reroutes: int = 3,
+        submits_per_minute: float = 60.0,
+        max_active_per_client: int = 4,
     ) -> None:
         self.sk, self.store, self.log, self.directory, self.models = (
             secret_key,
@@ -111,6 +115,8 @@ class Aggregator:
         )
         self.stage_timeout, self.max_reroutes = stage_timeout, max_reroutes
         self.running: dict[str, RunningJob] = {}
+        self.active: collections.Counter[str] = collections.Counter()  # owner -> jobs admitted
+        self.limits = ClientLimits(submits_per_minute, max_active_per_client)
 
     HANDLED = frozenset({"job.submit", "job.inputs", "job.cancel", "job.status"})
 
@@ -136,6 +142,28 @@ class Aggregator:
         body = msg.body_dict
         job, owner = body["job"], peer.peer_pubkey
         assert owner is not None
+        refused = self.limits.admit(owner, self.active[owner], time.monotonic())
+        if refused is not None:  # not recorded: it was never accepted (spec/job.md §Submission)
+            reject = {"job": job, "code": int(ErrorCode.RATE_LIMITED), "reason": refused}
+            await peer.send("job.reject", reject, re=msg.id)
+            self.log.info("job.rate_limited", client=owner[:16], reason=refused)
+            return
+        self.active[owner] += 1  # from admission until the job ends (planning awaits)
+        started = False
+        try:
+            started = await self._admitted(peer, msg, job, owner)
+        finally:
+            if not started:
+                self._release(owner)
+
+    def _release(self, owner: str) -> None:
+        self.active[owner] -= 1
+        if self.active[owner] <= 0:
+            del self.active[owner]
+
+    async def _admitted(self, peer: JobPeer, msg: Message, job: str, owner: str) -> bool:
+        """Persist, plan, accept or reject; True when the job's task was started."""
+        body = msg.body_dict
         if self.store.find_job(job, ROLE) is not None:
             raise JobProtocolError(f"job {job} already exists", ErrorCode.DUPLICATE)
         self.store.create_job(
@@ -172,10 +200,11 @@ class Aggregator:
                 "job.reject", {"job": job, "code": int(code), "reason": str(exc)[:1024]}, re=msg.id
             )
             self.log.info("job.rejected", job=job, code=int(code), reason=str(exc))
-            return
+            return False
         wire = plan.to_wire(info.shape.num_layers)
         self.store.transition(job, ROLE, JobState.PLANNED, now=time.time(), plan=wire)
-        await peer.send("job.accept", {"job": job, "plan": wire}, re=msg.id)
+        with contextlib.suppress(InfernetError):  # a client gone now: the job still ends (4300)
+            await peer.send("job.accept", {"job": job, "plan": wire}, re=msg.id)
         self.log.info(
             "job.accepted",
             job=job,
@@ -189,6 +218,7 @@ class Aggregator:
         run.task = asyncio.create_task(
             self._run(run, spec=spec, info=info, needs=needs, plan=plan, offers=offers)
         )
+        return True
 
     def _spec(self, job: str, owner: str, body: dict[str, Any], info: ModelInfo) -> GenerateSpec:
         p = body["params"]
@@ -275,6 +305,7 @@ class Aggregator:
             )
         finally:
             self.running.pop(job, None)
+            self._release(run.owner)
 
     def _on_token(self, run: RunningJob) -> Callable[[int, int, dict[str, Any]], Awaitable[None]]:
         async def on_token(replica: int, index: int, sealed: dict[str, Any]) -> None:

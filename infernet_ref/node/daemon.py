@@ -257,6 +257,8 @@ class Node(ModelPublishing):
             models=models,
             stage_timeout=float(agg.get("stage_timeout_s", 30)),
             max_reroutes=int(agg.get("max_reroutes", 3)),
+            submits_per_minute=float(agg.get("submits_per_minute", 60)),
+            max_active_per_client=int(agg.get("max_active_jobs_per_client", 4)),
         )
         stale = self.aggregator.recover()
         if stale:
