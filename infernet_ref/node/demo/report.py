@@ -62,7 +62,8 @@ def format_report(report: dict[str, Any]) -> str:
                 _line(
                     "recovery",
                     f"replica {ev.get('replica')} stage {ev.get('stage')} -> "
-                    f"{ev.get('to')}, replayed {ev.get('replay_tokens')} tokens",
+                    f"{ev.get('to')}, replayed {ev.get('replay_tokens')} tokens "
+                    f"(history from {ev.get('replay_from', '?')})",
                 )
             )
     job = report.get("job") or {}
