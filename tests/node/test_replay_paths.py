@@ -1,10 +1,13 @@
 """Both replay paths of spec/job.md §Failure and replay in a two-stage routed pipeline: the
 stage-0 provider killed (the client re-seals its history, ``job.replay``) and the last stage's
 provider killed (stage 0's old session replays it, the client is not asked). Either way the
-output equals Hugging Face ``transformers`` greedy decoding of an uninterrupted run."""
+output equals Hugging Face ``transformers`` greedy decoding of an uninterrupted run. With the
+client gone, a dead stage 0 leaves no one to replay from: the job fails with 5001."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,25 @@ from test_swarm import NEW, PROMPT, half_model_memory, swarm
 
 from infernet_ref.node.client import submit_job
 from infernet_ref.node.daemon import Node
+from infernet_ref.node.jobstate import JobState
+from infernet_ref.node.messages import Message
+from infernet_ref.node.payloads import seal_json
+from infernet_ref.node.transport import JobPeer, open_peer
 from infernet_ref.nostr import generate_secret_key
+
+
+def slow_down(provs: list[Node], seconds: float = 0.05) -> None:
+    """Each step waits ``seconds`` first, so a kill lands while generation is still running."""
+    for p in provs:
+        assert p.provider is not None
+        assert p.provider.router is not None
+        compute = p.provider.router.compute
+
+        async def slow(s: Any, frame: bytes, compute: Any = compute, **kw: Any) -> Any:
+            await asyncio.sleep(seconds)
+            return await compute(s, frame, **kw)
+
+        p.provider.router.compute = slow
 
 
 async def _kill_stage(
@@ -21,6 +42,7 @@ async def _kill_stage(
 ) -> tuple[Any, str, list[dict[str, Any]]]:
     path, _, cid = tiny_model
     provs, agg = await swarm(tmp, path, cid, nodes, providers=3, memory=half_model_memory(path))
+    slow_down(provs)
     plan: dict[str, Any] = {}
     killed: list[str] = []
     replays: list[dict[str, Any]] = []
@@ -73,3 +95,51 @@ async def test_last_stage_killed_replays_from_stage0(
     assert out.replays == 0
     assert replays == []  # stage 0 survived and held the history: the client is not asked
     assert out.reroutes >= 1
+
+
+async def test_stage0_killed_while_the_client_is_away_fails_5001(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    """Nobody else holds the history in the clear: without the client the job fails (5001)."""
+    path, _, cid = tiny_model
+    provs, agg = await swarm(
+        tmp_path, path, cid, no_nodes, providers=3, memory=half_model_memory(path)
+    )
+    slow_down(provs)
+    client_sk = generate_secret_key()
+    progress: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+
+    async def on_message(_: JobPeer, msg: Message, __: bytes | None) -> None:
+        if msg.type == "job.progress":
+            progress.put_nowait(msg.body_dict)
+
+    peer = await open_peer(agg.endpoint, client_sk, on_message=on_message)
+    job = "j-" + os.urandom(8).hex()
+    submit = {
+        "job": job,
+        "model": cid,
+        "prompt_tokens": len(PROMPT),
+        "params": {"max_new_tokens": NEW, "sampling": {"temperature": 0.0, "seed": 0}},
+        "redundancy": 1,
+        "stream": True,
+    }
+    try:
+        reply, _ = await peer.request("job.submit", submit)
+        stage0 = reply.body_dict["plan"]["replicas"][0][0]["provider"]
+        sealed = seal_json({"prompt_ids": PROMPT}, client_sk, stage0)
+        await peer.send("job.inputs", {"job": job, "replica": 0, "inputs": sealed})
+        async with asyncio.timeout(30):
+            while (await progress.get()).get("done", 0) < 2:
+                pass
+    finally:
+        await peer.close()
+    assert agg.aggregator is not None
+    task = agg.aggregator.running[job].task
+    assert task is not None
+    victim = next(p for p in provs if p.pubkey == stage0)
+    no_nodes.remove(victim)
+    await victim.stop()
+    await asyncio.wait_for(task, 60)
+    rec = agg.store.get_job(job, "aggregator")
+    assert rec.state is JobState.FAILED
+    assert rec.error_code == 5001
