@@ -133,11 +133,12 @@ class Router:
             return peer
 
     async def _from_next(self, link: JobPeer, msg: Message, _: bytes | None) -> None:
-        """A next hop refused one of our forwards: the session stops, blaming it."""
+        """A next hop refused one of our forwards: the session stops, blaming it. Only a
+        session whose next hop this link is can be stopped so (not any session id named)."""
         if msg.type != "sys.error":
             return
         s = self._by_session.get(str(msg.body_dict.get("session")))
-        if s is not None and link.peer_pubkey is not None:
+        if s is not None and link.peer_pubkey is not None and s.route.next_node == link.peer_pubkey:
             b = msg.body_dict
             await self.fail(s, link.peer_pubkey, int(b["code"]), f"next stage: {b['message']}")
 
