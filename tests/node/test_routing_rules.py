@@ -298,6 +298,19 @@ async def test_routed_ring_prev_feedback_and_next_hop_identity(
         await t.peer.request("stage.inputs", {"session": "r2", "inputs": inputs})
         failed = await t.next("stage.failed")
         assert (failed["session"], failed["node"], failed["code"]) == ("r2", impostor, 5001)
+        # a next hop may stop only the sessions it is the next hop of: q, over the link p
+        # opened to it, names p's single-stage session v1 (whose next is p) in a sys.error
+        me = {"next_node": p.pubkey, "next_endpoint": p.endpoint, "client": pub(client_sk)}
+        await t.open_routed("j-00000010", "v1", WHOLE, prev=p.pubkey, **me)
+        link = next(x for x in q.peers if x.peer_pubkey == p.pubkey)
+        await link.send_error(4000, "hostile", session="v1")
+        await asyncio.sleep(0.3)
+        assert p.provider is not None
+        assert not p.provider.sessions["v1"].failed
+        inputs = seal_json({"prompt_ids": PROMPT}, client_sk, p.pubkey)
+        await t.peer.request("stage.inputs", {"session": "v1", "inputs": inputs})
+        done = await collect(t, "v1", client_sk, 0)
+        assert done["streamed"] == hf_greedy(model, PROMPT, NEW)
     finally:
         for w in (t, tq, stranger):
             await w.close()
