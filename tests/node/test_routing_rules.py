@@ -356,10 +356,13 @@ async def test_aggregator_inputs_rules_and_timeout(
         assert await thief.refused("job.inputs", forged) == 4003
         unknown = {**theirs, "job": "j-00000099"}
         assert await thief.refused("job.inputs", unknown) == 4040
+        good = {"job": "j-00000020", "replica": 0, "inputs": seal_json(plain, owner.sk, stage0)}
+        assert await owner.refused("job.inputs", {**good, "replica": 1}) == 4090  # no replica 1
         # the owner never sends valid inputs: the job fails with 4300 after stage_timeout
         result = await owner.next("job.result", timeout=30)
         assert result["state"] == "failed"
         assert result["error"]["code"] == 4300
+        assert await owner.refused("job.inputs", good) == 4090  # too late: nothing waits
         assert agg.store.get_job("j-00000020", "aggregator").error_code == 4300
         # and a full job through the same aggregator still works
         out = await submit_job(
