@@ -27,7 +27,7 @@ from infernet_ref.nostr import generate_secret_key, public_key
 from infernet_ref.runtime.frames import ActivationFrame, encode_frame
 
 SANDBOX = {"backend": "in-process", "allow_in_process": True}
-PROMPT = [5, 17, 42, 8, 63, 21]
+PROMPT = [1, 2, 3, 4, 5, 6]  # greedy: 9 6 51 33 9 6 27 6 (varied, unlike many prompts)
 NEW = 8
 WHOLE = {"stage": 0, "layer_start": 0, "layer_end": 4, "num_layers": 4, "tp": 1}
 HEAD = {"stage": 0, "layer_start": 0, "layer_end": 2, "num_layers": 4, "tp": 1}
@@ -109,12 +109,13 @@ class Wire:
         next_node: str,
         next_endpoint: str,
         client: str,
+        generation: dict[str, Any] | None = None,
     ) -> None:
         route = {
             "prev": prev,
             "next": {"node": next_node, "endpoint": next_endpoint},
             "client": client,
-            "generation": GENERATION,
+            "generation": generation or GENERATION,
         }
         body = {"job": job, "session": session, "shard": shard, "max_tokens": 64, "route": route}
         reply, _ = await self.peer.request("stage.open", body)
@@ -155,7 +156,7 @@ async def collect(w: Wire, session: str, client_sk: bytes, first: int) -> dict[s
         assert len(plain["ids"]) == 1
         ids.extend(plain["ids"])
         if b["done"]:
-            assert first + len(ids) == NEW
+            assert first + len(ids) == b["count"]
             return {**b, "streamed": ids}
 
 
@@ -232,6 +233,18 @@ async def test_routed_single_stage_inputs_tokens_and_replay(
         assert again["streamed"] == want[3:]
         assert open_json(again["output"], client_sk, sender=me)["ids"] == want
         assert again["output_sha256"] == expected_sha(salt, want)
+
+        # stop_ids end with finish "stop", eos_ids with "eos", the token itself included
+        i = max(i for i in range(NEW) if want[i] not in want[:i])
+        for n, (field, finish) in enumerate((("stop_ids", "stop"), ("eos_ids", "eos"))):
+            sid = f"e{n}"
+            gen = {**GENERATION, field: [want[i]]}
+            await drv.open_routed("j-00000001", sid, WHOLE, **ring, generation=gen)
+            await drv.peer.request("stage.inputs", {"session": sid, "inputs": good})
+            end = await collect(drv, sid, client_sk, 0)
+            assert end["streamed"] == want[: i + 1]
+            assert (end["finish"], end["count"]) == (finish, i + 1)
+            assert end["output_sha256"] == expected_sha(salt, want[: i + 1])
     finally:
         for w in (drv, other, stranger):
             await w.close()

@@ -352,7 +352,7 @@ async def _(ctx: CaseContext) -> None:
 
 # ---- directly routed sessions (spec/job.md §Direct routing, §Encryption) ----------------------
 ROUTE = f"{SECTION} §Direct routing"
-PROMPT = [5, 17, 42, 8, 63, 21]
+PROMPT = [1, 2, 3, 4, 5, 6]
 
 
 def _model_target(ctx: CaseContext, name: str) -> tuple[str, dict[str, Any]]:
