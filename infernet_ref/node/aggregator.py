@@ -345,6 +345,14 @@ class Aggregator:
                         )
                     body = {"job": run.job, "replica": replica, "provider": key}
                     await run.client.send("job.replay", {**body, "generated": generated})
+                    try:  # an unanswered replay fails the job with 5001, first inputs with 4300
+                        async with asyncio.timeout(self.stage_timeout):
+                            return await fut
+                    except TimeoutError:
+                        raise ReplicaError(
+                            "the client did not answer job.replay in time",
+                            ErrorCode.PROVIDER_FAILED,
+                        ) from None
                 async with asyncio.timeout(self.stage_timeout):
                     return await fut
             finally:
