@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from conftest import hf_greedy
 from test_swarm import NEW, half_model_memory, swarm
 
@@ -99,21 +100,24 @@ async def test_last_stage_killed_replays_from_stage0(
     assert out.reroutes >= 1
 
 
-async def test_stage0_killed_while_the_client_is_away_fails_5001(
-    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+@pytest.mark.parametrize("client", ["away", "silent"])
+async def test_stage0_killed_and_no_client_to_replay_fails_5001(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node], client: str
 ) -> None:
-    """Nobody else holds the history in the clear: without the client the job fails (5001)."""
+    """Nobody else holds the history in the clear: with the client disconnected, or connected
+    but not answering job.replay within stage_timeout, the job fails with 5001."""
     path, _, cid = tiny_model
     provs, agg = await swarm(
         tmp_path, path, cid, no_nodes, providers=3, memory=half_model_memory(path)
     )
+    assert agg.aggregator is not None
+    agg.aggregator.stage_timeout = 2.0
     slow_down(provs)
     client_sk = generate_secret_key()
-    progress: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    progress: asyncio.Queue[Message] = asyncio.Queue()
 
     async def on_message(_: JobPeer, msg: Message, __: bytes | None) -> None:
-        if msg.type == "job.progress":
-            progress.put_nowait(msg.body_dict)
+        progress.put_nowait(msg)
 
     peer = await open_peer(agg.endpoint, client_sk, on_message=on_message)
     job = "j-" + os.urandom(8).hex()
@@ -131,17 +135,21 @@ async def test_stage0_killed_while_the_client_is_away_fails_5001(
         sealed = seal_json({"prompt_ids": PROMPT}, client_sk, stage0)
         await peer.send("job.inputs", {"job": job, "replica": 0, "inputs": sealed})
         async with asyncio.timeout(30):
-            while (await progress.get()).get("done", 0) < 2:
+            while (await progress.get()).body_dict.get("done", 0) < 2:
                 pass
+        if client == "away":
+            await peer.close()
+        task = agg.aggregator.running[job].task
+        assert task is not None
+        victim = next(p for p in provs if p.pubkey == stage0)
+        no_nodes.remove(victim)
+        await victim.stop()
+        await asyncio.wait_for(task, 60)
     finally:
         await peer.close()
-    assert agg.aggregator is not None
-    task = agg.aggregator.running[job].task
-    assert task is not None
-    victim = next(p for p in provs if p.pubkey == stage0)
-    no_nodes.remove(victim)
-    await victim.stop()
-    await asyncio.wait_for(task, 60)
     rec = agg.store.get_job(job, "aggregator")
     assert rec.state is JobState.FAILED
     assert rec.error_code == 5001
+    if client == "silent":  # it was asked, and did not answer
+        asked = [m.type for m in progress._queue if m.type == "job.replay"]  # type: ignore[attr-defined]
+        assert asked == ["job.replay"]
