@@ -365,6 +365,8 @@ async def test_aggregator_inputs_rules_and_timeout(
         assert await owner.refused("job.inputs", wrong_to) == 4003
         theirs = {"job": "j-00000020", "replica": 0, "inputs": seal_json(plain, thief.sk, stage0)}
         assert await thief.refused("job.inputs", theirs) == 4003  # someone else's job
+        relayed = {"job": "j-00000020", "replica": 0, "inputs": seal_json(plain, thief.sk, stage0)}
+        assert await owner.refused("job.inputs", relayed) == 4003  # not sealed by the owner
         forged = {**theirs, "inputs": {**theirs["inputs"], "from": owner.key}}
         assert await thief.refused("job.inputs", forged) == 4003
         unknown = {**theirs, "job": "j-00000099"}
