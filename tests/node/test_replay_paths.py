@@ -153,3 +153,41 @@ async def test_stage0_killed_and_no_client_to_replay_fails_5001(
     if client == "silent":  # it was asked, and did not answer
         asked = [m.type for m in progress._queue if m.type == "job.replay"]  # type: ignore[attr-defined]
         assert asked == ["job.replay"]
+
+
+async def test_stalled_ring_whose_stages_all_answer_fails_4300(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    """No stage.token for stage_timeout, yet every stage answers its heartbeat: the replica
+    fails with 4300 and no provider is blamed (spec/job.md §Direct routing rule 6)."""
+    path, _, cid = tiny_model
+    provs, agg = await swarm(
+        tmp_path, path, cid, no_nodes, providers=2, memory=half_model_memory(path)
+    )
+    assert agg.aggregator is not None
+    agg.aggregator.stage_timeout = 1.0
+    release = asyncio.Event()
+    for p in provs:  # every step after the third waits until the test ends: the ring stalls
+        assert p.provider is not None
+        assert p.provider.router is not None
+        compute = p.provider.router.compute
+
+        async def stuck(s: Any, frame: bytes, compute: Any = compute, **kw: Any) -> Any:
+            if s.step >= 3:
+                await release.wait()
+            return await compute(s, frame, **kw)
+
+        p.provider.router.compute = stuck
+    try:
+        out = await submit_job(
+            agg.endpoint, generate_secret_key(), model=cid, prompt_ids=PROMPT, max_new_tokens=NEW
+        )
+    finally:
+        release.set()
+    assert out.state == "failed"
+    assert out.error is not None
+    assert out.error["code"] == 4300
+    assert out.reroutes == 0
+    for p in provs:  # nobody is blamed for a ring that merely stalled
+        peer = agg.store.peer(p.pubkey)
+        assert peer is None or peer.failures == 0
