@@ -200,6 +200,9 @@ async def test_routed_single_stage_inputs_tokens_and_replay(
         both = {"session": "s1", "inputs": good, "replay": {"session": "s1", "generated": 0}}
         assert await drv.raw_refused("stage.inputs", both) == 4000  # schema oneOf
         assert await drv.raw_refused("stage.inputs", {"session": "s1"}) == 4000
+        relayed = {"job": "j-00000001", "session": "s0", "shard": WHOLE, "max_tokens": 64}
+        await drv.peer.request("stage.open", relayed)  # no route: the driver relays each step
+        assert await drv.refused("stage.inputs", {"session": "s0", "inputs": good}) == 4090
         # none of the refusals started the session: the good inputs do
         reply, _ = await drv.peer.request("stage.inputs", {"session": "s1", "inputs": good})
         assert reply.type == "sys.ok"
@@ -311,6 +314,9 @@ async def test_routed_ring_prev_feedback_and_next_hop_identity(
         await t.peer.request("stage.inputs", {"session": "r2", "inputs": inputs})
         failed = await t.next("stage.failed")
         assert (failed["session"], failed["node"], failed["code"]) == ("r2", impostor, 5001)
+        assert p.provider is not None
+        assert p.provider.router is not None  # one link to q, shared by r1 and r2
+        assert list(p.provider.router.links) == [q.endpoint]
         # a next hop may stop only the sessions it is the next hop of: q, over the link p
         # opened to it, names p's single-stage session v1 (whose next is p) in a sys.error
         me = {"next_node": p.pubkey, "next_endpoint": p.endpoint, "client": pub(client_sk)}
