@@ -187,6 +187,7 @@ async def test_routed_single_stage_inputs_tokens_and_replay(
         # stage.inputs: the opener only, sealed by route.client to this provider, well formed
         assert await stranger.refused("stage.inputs", {"session": "s1", "inputs": good}) == 4041
         assert await drv.refused("stage.inputs", {"session": "s9", "inputs": good}) == 4041
+        assert await stranger.refused("stage.close", {"session": "s1"}) == 4041  # not its opener
         bad_inputs = [
             (sealed({"prompt_ids": PROMPT}, sk=generate_secret_key()), 4003),  # not the client
             (sealed({"prompt_ids": PROMPT}, to=stranger.key), 4003),  # addressed to another key
