@@ -393,6 +393,7 @@ class Node(ModelPublishing):
         elif msg.type in (
             "sys.ok",
             "sys.error",
+            "sys.heartbeat",  # answers to our own heartbeats (the core answers theirs)
             "job.accept",
             "job.reject",
             "stage.ready",

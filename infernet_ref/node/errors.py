@@ -46,6 +46,7 @@ class JobProtocolError(RemoteProtocolError):
     def __init__(self, message: str, code: ErrorCode = ErrorCode.BAD_REQUEST) -> None:
         super().__init__(message, int(code))
         self.error_code = code
+        self.msg_id: str | None = None  # the refused message's own id, when it had a usable one
 
 
 class RemoteJobError(InfernetError):

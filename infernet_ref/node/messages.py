@@ -14,6 +14,7 @@ the schema stays the single source of truth.
 from __future__ import annotations
 
 import functools
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -176,16 +177,29 @@ def _check(data: Any) -> str:
     return def_name
 
 
+_MESSAGE_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")  # common.schema.json MessageId
+
+
+def _usable_id(data: Any) -> str | None:
+    """The ``id`` of a refused message when it is a valid MessageId, else None."""
+    mid = data.get("id") if isinstance(data, dict) else None
+    return mid if isinstance(mid, str) and _MESSAGE_ID.fullmatch(mid) else None
+
+
 def message_from_dict(data: Any) -> Message:
     """Validate an already-decoded message (spec/job.md §Messages)."""
     try:
         def_name = _check(data)
     except ValidationError as exc:
-        raise _classify(data, exc) from exc
+        refused = _classify(data, exc)
+        refused.msg_id = _usable_id(data)  # so the error can name it in ``re``
+        raise refused from exc
     if data["v"] != PROTOCOL_VERSION:
-        raise JobProtocolError(
+        refused = JobProtocolError(
             f"unsupported protocol version {data['v']}", ErrorCode.UNSUPPORTED_VERSION
         )
+        refused.msg_id = _usable_id(data)
+        raise refused
     return Message(type=data["type"], id=data["id"], raw=data, re=data.get("re"), def_name=def_name)
 
 

@@ -195,7 +195,7 @@ class JobConnection:
         try:
             msg = parse_message(frame, max_size=self.max_message_size)
         except JobProtocolError as exc:
-            return events + self._violation(exc, None)
+            return events + self._violation(exc, exc.msg_id)
         if "payload" in msg.body_dict:
             self._pending = msg
             return events

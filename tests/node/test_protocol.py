@@ -212,6 +212,24 @@ def test_error_codes_for_malformed_unknown_version_and_oversize() -> None:
     assert server.state is ConnState.AUTHENTICATED
 
 
+def test_refusals_name_the_refused_message_when_its_id_is_usable() -> None:
+    server, client = pair()
+    pump(server, client)
+    server.receive_text('{"v":1,"type":"job.status","id":"m-7","body":{"job":1}}', T0)
+    server.receive_text('{"v":1,"type":"job.frobnicate","id":"m-8","body":{}}', T0)
+    server.receive_text('{"v":2,"type":"job.status","id":"m-9","body":{"job":"j-00000001"}}', T0)
+    server.receive_text('{"v":1,"type":"job.status","id":"bad id!","body":{}}', T0)
+    server.receive_text('{"v":1,"type":"job.status","id":7,"body":{}}', T0)
+    replies = [json.loads(f) for f in server.data_to_send() if isinstance(f, str)]
+    assert [(r["body"]["code"], r.get("re")) for r in replies] == [
+        (4000, "m-7"),
+        (4004, "m-8"),
+        (4006, "m-9"),
+        (4000, None),
+        (4000, None),
+    ]
+
+
 def test_too_many_errors_close_the_connection() -> None:
     server, client = pair()
     pump(server, client)

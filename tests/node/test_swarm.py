@@ -18,7 +18,7 @@ from infernet_ref.node.payloads import open_json, output_sha256
 from infernet_ref.node.planner import JobNeeds, ModelShape, stage_bytes
 from infernet_ref.nostr import generate_secret_key, public_key
 
-PROMPT = [5, 17, 42, 8, 63, 21]
+PROMPT = [1, 2, 3, 4, 5, 6]  # its greedy continuation varies (a strong oracle for replays)
 NEW = 10
 SANDBOX = {"backend": "in-process", "allow_in_process": True}
 
