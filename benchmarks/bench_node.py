@@ -14,7 +14,10 @@ figures measure the protocol, not sandbox start-up), all on loopback. Measured:
    with hidden states, the last stage -> stage 0 with the sampled token; spec/job.md §Direct
    routing), and stage 0's own split of each token: ring time, the later stages' compute,
    and the rest per hop;
-3. jobs per minute with several concurrent clients submitting short jobs.
+3. the same job on one provider holding every layer (a ring of one stage: the node, its
+   sandbox channel and the aggregator, but no hop), so that the cost of an extra stage — two
+   hops and one more worker call per token — shows apart from the node's fixed cost;
+4. jobs per minute with several concurrent clients submitting short jobs.
 Numbers are noisy on a shared machine; the script prints what it ran on.
 """
 
@@ -176,6 +179,36 @@ def main() -> int:
             if r.get("ring_ms")
         ][1:4]  # the three measured runs (not the warm-up)
         jpm = asyncio.run(jobs_per_minute(agg.endpoint, cid, args.clients, args.jobs, 8))
+        for p in procs:
+            p.stop()
+        procs = [
+            start_node_process(
+                "whole",
+                {
+                    "roles": ["provider"],
+                    "sandbox": sandbox,
+                    "log": {"level": "warning"},
+                    "models": [{"cid": cid, "path": str(model)}],
+                },
+                workdir=work,
+            )
+        ]
+        agg1 = start_node_process(
+            "agg1",
+            {
+                "roles": ["aggregator"],
+                "peers": [procs[0].endpoint],
+                "log": {"level": "warning"},
+                "models": [{"cid": cid, "path": str(model)}],
+            },
+            workdir=work,
+        )
+        procs.append(agg1)
+        asyncio.run(pipelined(agg1.endpoint, cid, prompt, 4))
+        ones = [asyncio.run(pipelined(agg1.endpoint, cid, prompt, args.tokens)) for _ in range(3)]
+        one_tps = statistics.median(r[0] for r in ones)
+        assert ones[0][2].plan["strategy"] == "single", ones[0][2].plan
+        assert ones[0][1] == local_ids, "the one-provider output differs from the local run"
     finally:
         for p in procs:
             p.stop()
@@ -187,8 +220,13 @@ def main() -> int:
     print(
         f"pipelined ({stages} provider processes): {pipe_tps:8.1f} tokens/s   ratio pipelined/local = {pipe_tps / local_tps:.3f}"
     )
+    print(f"one provider, every layer (node, no hop): {one_tps:8.1f} tokens/s")
     print(
         f"added latency per hop per token (vs local run): {hop_ms:.3f} ms (goal < 1 ms on loopback)"
+    )
+    extra = (1 / pipe_tps - 1 / one_tps) * 1000 / max(1, stages - 1)
+    print(
+        f"added per extra stage vs one provider (two hops + one more worker call): {extra:.3f} ms"
     )
     if timings:
         med = {
