@@ -75,6 +75,12 @@ def _submit(args: argparse.Namespace) -> int:
             sys.stdout.flush()
         elif kind == "progress" and data.get("note"):
             print(f"[{data['state']}] {data['note']}", file=sys.stderr)
+        elif kind == "replay":
+            print(
+                f"\n[replay] replica {data['replica']}: stage 0 moved to {data['provider'][:16]}; "
+                f"re-sealed the prompt and {data['generated']} tokens to it",
+                file=sys.stderr,
+            )
 
     out = asyncio.run(
         submit_job(
@@ -112,7 +118,7 @@ def _submit(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         print(
-            f"providers: {', '.join(p[:16] for p in out.providers)}  reroutes: {out.reroutes}  verification: {ver.get('verdict')}",
+            f"providers: {', '.join(p[:16] for p in out.providers)}  reroutes: {out.reroutes} (history re-sealed by us: {out.replays})  verification: {ver.get('verdict')}",
             file=sys.stderr,
         )
         if ver.get("mismatched"):
