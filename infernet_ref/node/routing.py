@@ -31,6 +31,9 @@ from infernet_ref.node.messages import Message
 from infernet_ref.node.payloads import output_sha256, seal_json
 from infernet_ref.node.transport import JobPeer, open_peer
 
+#: Next-hop connections one provider keeps at most (drivers choose the endpoints: bounded).
+MAX_LINKS = 256
+
 #: (session, input frame, sampling fields or None) -> (output frame, compute seconds, sampled
 #: token or None); raises JobProtocolError.
 Compute = Callable[..., Awaitable[tuple[bytes, float, int | None]]]
@@ -120,6 +123,7 @@ class Router:
                         ErrorCode.PROVIDER_FAILED,
                     )
                 return peer
+            self._prune()
             peer = await open_peer(
                 endpoint, self.sk, log=self.log, on_message=self._from_next, timeout=10
             )
@@ -131,6 +135,19 @@ class Router:
                 )
             self.links[endpoint] = peer
             return peer
+
+    def _prune(self) -> None:
+        """Forget closed links; refuse a new one when MAX_LINKS are open (4100)."""
+        for endpoint in [e for e, p in self.links.items() if p.closed.is_set()]:
+            del self.links[endpoint]
+        for endpoint in [e for e in self._locks if e not in self.links]:
+            if not self._locks[endpoint].locked():  # a lock in use stays (its holder needs it)
+                del self._locks[endpoint]
+        if len(self.links) >= MAX_LINKS:
+            raise JobProtocolError(
+                f"this provider already keeps {MAX_LINKS} next-hop connections",
+                ErrorCode.NO_CAPACITY,
+            )
 
     async def _from_next(self, link: JobPeer, msg: Message, _: bytes | None) -> None:
         """A next hop refused one of our forwards: the session stops, blaming it. Only a

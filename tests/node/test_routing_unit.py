@@ -84,3 +84,40 @@ def test_finish_reason_order() -> None:
     assert finish_reason(route, ring) == "eos"
     ring.generated = [5, 6, 7]
     assert finish_reason(route, ring) == "length"
+
+
+async def test_next_hop_links_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A driver picks the next-hop endpoints, so one provider's outbound links are bounded."""
+    import asyncio
+
+    from infernet_ref.node import routing
+    from infernet_ref.node.log import JsonLog
+    from infernet_ref.nostr import generate_secret_key
+
+    class Open:  # an open link that answers as the expected key
+        def __init__(self, key: str) -> None:
+            self.peer_pubkey, self.closed = key, asyncio.Event()
+
+        async def close(self) -> None:
+            self.closed.set()
+
+    async def fake_open(endpoint: str, *_: object, **__: object) -> Open:
+        return Open(endpoint[-64:])
+
+    monkeypatch.setattr(routing, "open_peer", fake_open)
+    monkeypatch.setattr(routing, "MAX_LINKS", 3)
+
+    async def no_compute(*_: object, **__: object) -> tuple[bytes, float, int | None]:
+        raise AssertionError
+
+    r = routing.Router(generate_secret_key(), "0" * 64, JsonLog(level="error"), no_compute)
+    keys = [f"{i:064x}" for i in range(5)]
+    for k in keys[:3]:
+        await r._link(f"ws://h/{k}", k)
+    with pytest.raises(JobProtocolError) as exc:
+        await r._link(f"ws://h/{keys[3]}", keys[3])
+    assert exc.value.error_code == 4100
+    r.links[f"ws://h/{keys[0]}"].closed.set()  # type: ignore[attr-defined]
+    await r._link(f"ws://h/{keys[3]}", keys[3])  # a closed link frees its place
+    assert len(r.links) == 3
+    assert len(r._locks) <= 4
