@@ -19,9 +19,10 @@ import asyncio
 import collections
 import contextlib
 import json
+import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,8 @@ class Aggregator:
         max_reroutes: int = 3,
         submits_per_minute: float = 60.0,
         max_active_per_client: int = 4,
+        validation_rate: float = 0.0,
+        rng: random.Random | None = None,
     ) -> None:
         self.sk, self.store, self.log, self.directory, self.models = (
             secret_key,
@@ -117,6 +120,7 @@ class Aggregator:
         self.running: dict[str, RunningJob] = {}
         self.active: collections.Counter[str] = collections.Counter()  # owner -> jobs admitted
         self.limits = ClientLimits(submits_per_minute, max_active_per_client)
+        self.validation_rate, self.rng = validation_rate, rng or random.Random()
 
     HANDLED = frozenset({"job.submit", "job.inputs", "job.cancel", "job.status"})
 
@@ -191,6 +195,9 @@ class Aggregator:
                 )
             offers = await self.directory(body["model"])
             plan = plan_job(info.shape, needs, offers)
+            sampled = self._sample_plan(info, needs, offers)
+            if sampled is not None:
+                plan = sampled
         except (PlanningError, InfernetError, OSError) as exc:
             code = exc.code if isinstance(exc, PlanningError) else ErrorCode.UNKNOWN_MODEL
             self.store.transition(
@@ -202,6 +209,8 @@ class Aggregator:
             self.log.info("job.rejected", job=job, code=int(code), reason=str(exc))
             return False
         wire = plan.to_wire(info.shape.num_layers)
+        if sampled is not None:
+            wire["sampled"] = True
         self.store.transition(job, ROLE, JobState.PLANNED, now=time.time(), plan=wire)
         with contextlib.suppress(InfernetError):  # a client gone now: the job still ends (4300)
             await peer.send("job.accept", {"job": job, "plan": wire}, re=msg.id)
@@ -219,6 +228,22 @@ class Aggregator:
             self._run(run, spec=spec, info=info, needs=needs, plan=plan, offers=offers)
         )
         return True
+
+    def _sample_plan(
+        self, info: ModelInfo, needs: JobNeeds, offers: list[ProviderOffer]
+    ) -> JobPlan | None:
+        """With probability ``validation_rate``, the plan with one replica more (the last, on
+        providers disjoint from the others), when the offers allow it (spec/job.md §Validation
+        sampling)."""
+        if needs.redundancy >= 8 or self.rng.random() >= self.validation_rate:
+            return None
+        try:
+            return plan_job(info.shape, replace(needs, redundancy=needs.redundancy + 1), offers)
+        except PlanningError:
+            self.log.info(
+                "job.validation_skipped", why="no disjoint providers for one more replica"
+            )
+            return None
 
     def _spec(self, job: str, owner: str, body: dict[str, Any], info: ModelInfo) -> GenerateSpec:
         p = body["params"]
@@ -413,12 +438,14 @@ class Aggregator:
             self.store.record_result(job, i, h, d.used_providers, now=now)
         v = compare(hashes, [d.placements_keys() for d in run.drivers])
         majority, winner, mismatched, verdict = v.majority, v.winner, list(v.mismatched), v.verdict
-        for d, h in zip(run.drivers, hashes, strict=True):
+        for d in run.drivers:
             for key in d.placements_keys():
-                self.store.peer_outcome(
-                    key, ok=True, now=now, result=h == majority, mismatch=h != majority
-                )
+                bad = key in mismatched  # verify.compare names who is at fault
+                self.store.peer_outcome(key, ok=True, now=now, result=not bad, mismatch=bad)
         verification = v.to_wire()
+        rec0 = self.store.get_job(job, ROLE)
+        if rec0.plan is not None and rec0.plan.get("sampled"):
+            verification["sampled"] = True
         if verdict == "mismatch":
             self.log.warning(
                 "job.verification_mismatch", job=job, hashes=hashes, mismatched=mismatched

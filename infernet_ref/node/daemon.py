@@ -259,6 +259,7 @@ class Node(ModelPublishing):
             max_reroutes=int(agg.get("max_reroutes", 3)),
             submits_per_minute=float(agg.get("submits_per_minute", 60)),
             max_active_per_client=int(agg.get("max_active_jobs_per_client", 4)),
+            validation_rate=float(agg.get("validation_rate", 0.0)),
         )
         stale = self.aggregator.recover()
         if stale:

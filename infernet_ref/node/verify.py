@@ -1,8 +1,9 @@
 """Comparing redundant results (spec/job.md §Result hash and verification). Pure functions.
 
 Each replica's output is reduced to its result hash; the majority hash wins (replica order
-breaks ties, so replica 0 wins a tie); every provider of a replica whose hash differs from the
-majority is named as mismatched. One replica gives verdict ``single``.
+breaks ties, so replica 0 wins a tie); every provider of a replica whose hash differs from a
+strict majority is named as mismatched, and every provider of the job when there is none (two
+replicas that disagree: nobody can tell which is right). One replica gives verdict ``single``.
 """
 
 from __future__ import annotations
@@ -35,9 +36,15 @@ def compare(hashes: Sequence[str], providers: Sequence[Sequence[str]]) -> Verdic
     """Verdict over replica ``hashes``; ``providers[i]`` are the keys that ran replica ``i``."""
     if not hashes or len(hashes) != len(providers):
         raise ValueError("one hash and one provider list per replica are required")
-    majority, _ = Counter(hashes).most_common(1)[0]  # ties: the first hash seen, replica order
+    majority, votes = Counter(hashes).most_common(1)[0]  # ties: the first seen, replica order
+    strict = 2 * votes > len(hashes)  # without a strict majority nobody can tell who is right
     mismatched = sorted(
-        {k for h, keys in zip(hashes, providers, strict=True) if h != majority for k in keys}
+        {
+            k
+            for h, keys in zip(hashes, providers, strict=True)
+            if h != majority or (not strict and len(set(hashes)) > 1)
+            for k in keys
+        }
     )
     verdict = "single" if len(hashes) == 1 else ("mismatch" if mismatched else "agree")
     return Verdict(

@@ -266,8 +266,10 @@ def test_verification_majority_ties_and_mismatch_naming() -> None:
     assert (v.verdict, v.majority, v.mismatched, v.winner) == ("mismatch", "a", ("p4", "p5"), 0)
     v = compare(["b", "a", "a"], [["p1"], ["p2"], ["p3"]])
     assert (v.majority, v.winner, v.mismatched) == ("a", 1, ("p1",))
-    v = compare(["x", "y"], [["p1"], ["p2"]])  # a tie: replica 0 wins, the other is named
-    assert (v.majority, v.mismatched, v.verdict) == ("x", ("p2",), "mismatch")
+    v = compare(["x", "y"], [["p1"], ["p2"]])  # a tie: replica 0's result, both are named
+    assert (v.majority, v.mismatched, v.verdict) == ("x", ("p1", "p2"), "mismatch")
+    v = compare(["x", "y", "y", "x"], [["p1"], ["p2"], ["p3"], ["p4"]])
+    assert (v.majority, v.winner, v.mismatched) == ("x", 0, ("p1", "p2", "p3", "p4"))
     assert compare(["h", "h"], [["p1"], ["p2"]]).to_wire() == {
         "redundancy": 2,
         "verdict": "agree",
