@@ -139,28 +139,12 @@ async def _(ctx: CaseContext) -> None:
     q = parse_qs(urlsplit(ctx.require("job").url).query)
     if "model" not in q or "model_dir" not in q:
         raise CaseSkipped("add ?model=<CID>&model_dir=<path> to the job target")
-    try:
-        import torch  # noqa: PLC0415
-        from transformers import AutoModelForCausalLM  # noqa: PLC0415
-    except ImportError:  # pragma: no cover
-        raise CaseSkipped("transformers is needed to compute the expected output") from None
+    from infernet_conformance.cases.job import _greedy  # noqa: PLC0415
     from infernet_ref.node.client import submit_job  # noqa: PLC0415
     from infernet_ref.nostr import generate_secret_key  # noqa: PLC0415
 
     prompt, n = [1, 2, 3, 4, 5], 8
-    model: Any = AutoModelForCausalLM.from_pretrained(q["model_dir"][0])
-    model.eval()
-    with torch.inference_mode():
-        ids = torch.tensor([prompt])
-        gen = model.generate(
-            ids,
-            attention_mask=torch.ones_like(ids),
-            max_new_tokens=n,
-            min_new_tokens=n,
-            do_sample=False,
-            pad_token_id=0,
-        )
-    expected = gen[0, len(prompt) :].tolist()
+    expected = _greedy(q["model_dir"][0], prompt, n)  # transformers: the suite's own computation
     salt = os.urandom(32)  # spec/job.md §Result hash: SHA-256(salt || ids as u32 big-endian)
     want = hashlib.sha256(salt + b"".join(int(t).to_bytes(4, "big") for t in expected)).hexdigest()
     url = ctx.require("job").url.split("?")[0]
