@@ -94,6 +94,7 @@ def _submit(args: argparse.Namespace) -> int:
             top_p=args.top_p,
             seed=args.seed,
             redundancy=args.redundancy,
+            allow_providers=args.allow_provider,
             stream=args.follow,
             store=store,
             on_event=on_event,
@@ -195,6 +196,13 @@ def register(sub: Any) -> None:
     s.add_argument("--top-p", type=float, default=1.0)
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--redundancy", type=int, default=1)
+    s.add_argument(
+        "--allow-provider",
+        action="append",
+        metavar="PUBKEY",
+        help="seal the prompt only to these stage-0 provider keys (repeatable); another in the "
+        "plan or a replay cancels the job",
+    )
     s.add_argument("--follow", action="store_true", help="stream tokens and progress")
     s.add_argument("--json", action="store_true", help="print the outcome as JSON")
     s.add_argument("--timeout", type=float, default=600.0)

@@ -542,11 +542,12 @@ class Aggregator:
         job = msg.body_dict["job"]
         rec = self._own(peer, job)
         run = self.running.get(job)
-        await peer.send("sys.ok", {"job": job}, re=msg.id)
-        if run is not None and run.task is not None:
-            run.task.cancel()
+        if run is not None and run.task is not None:  # acted on before the reply: a client
+            run.task.cancel()  # that cancels and leaves at once is still obeyed
         elif not rec.terminal:
             self._terminal(job, JobState.CANCELLED, note="cancelled by the client")
+        with contextlib.suppress(InfernetError):
+            await peer.send("sys.ok", {"job": job}, re=msg.id)
 
     async def _status(self, peer: JobPeer, msg: Message) -> None:
         rec = self._own(peer, msg.body_dict["job"])

@@ -14,14 +14,15 @@ recorded on the client side too, ending in a terminal state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from infernet_ref.errors import InfernetError
-from infernet_ref.node.errors import RemoteJobError
+from infernet_ref.node.errors import ErrorCode, RemoteJobError
 from infernet_ref.node.jobstate import TRANSITIONS, JobState
 from infernet_ref.node.messages import Message
 from infernet_ref.node.payloads import open_json, output_sha256, seal_json
@@ -71,6 +72,7 @@ async def submit_job(
     stream: bool = True,
     job: str | None = None,
     salt: bytes | None = None,
+    allow_providers: Collection[str] | None = None,
     store: Store | None = None,
     timeout: float = 600.0,
     on_event: Callable[[str, dict[str, Any]], Awaitable[None] | None] | None = None,
@@ -78,7 +80,9 @@ async def submit_job(
     """Run one job through the aggregator at ``url`` and return its outcome.
 
     ``salt`` (32 bytes, random when None) goes to the providers with the prompt and keys the
-    result hash (spec/job.md §Result hash)."""
+    result hash (spec/job.md §Result hash). ``allow_providers``, when given, are the only keys
+    the prompt may be sealed to: a plan or a ``job.replay`` naming another stage-0 provider makes
+    the client cancel the job instead (spec/job.md §Encryption)."""
     job = job or new_job_id()
     events: asyncio.Queue[Message] = asyncio.Queue()
 
@@ -116,6 +120,7 @@ async def submit_job(
     try:
         async with asyncio.timeout(timeout):
             session = _Session(peer, secret_key, outcome, list(prompt_ids), on_event)
+            session.allowed = None if allow_providers is None else frozenset(allow_providers)
             await session.run(body, events)
     except (RemoteJobError, PeerClosed, InfernetError, TimeoutError, OSError) as exc:
         if outcome.state not in {"completed", "failed", "cancelled", "rejected"}:
@@ -149,8 +154,20 @@ class _Session:
         self.on_event = on_event
         self.history: dict[int, list[int]] = {}
         self.senders: dict[int, set[str]] = {}  # replica -> stage-0 keys we sealed inputs to
+        self.allowed: frozenset[str] | None = None  # the only keys we seal to, when set
 
     async def _send_inputs(self, replica: int, key: str, generated: list[int]) -> None:
+        if self.allowed is not None and key not in self.allowed:
+            job = self.outcome.job
+            with contextlib.suppress(InfernetError):
+                await self.peer.send("job.cancel", {"job": job, "reason": "provider not allowed"})
+            self.outcome.state = "failed"
+            self.outcome.error = {
+                "code": int(ErrorCode.FORBIDDEN),
+                "message": f"stage-0 provider {key} of replica {replica} is not in the client's "
+                "allow-list; the prompt was not sealed to it and the job was cancelled",
+            }
+            raise InfernetError(self.outcome.error["message"])
         plain: dict[str, Any] = {"prompt_ids": self.prompt, "salt": self.outcome.salt}
         if generated:
             plain["generated_ids"] = generated

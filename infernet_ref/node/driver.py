@@ -357,7 +357,8 @@ class ReplicaDriver:
             if self.on_token is not None:
                 await self.on_token(self.replica, b["index"], b["tokens"])
             if b["done"]:
-                if "output" not in b or b.get("count") != self.count:
+                final = ("output", "output_sha256", "finish")
+                if any(k not in b for k in final) or b.get("count") != self.count:
                     raise StageFailed(0, key, "the last stage.token lacks the output or its count")
                 return ReplicaResult(self.count, b["output_sha256"], b["output"], b["finish"])
 

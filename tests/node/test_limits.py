@@ -85,3 +85,47 @@ async def test_aggregator_refuses_a_flooding_client(
     assert fourth.error is not None
     assert fourth.error["code"] == 4008
     assert (await submit_job(agg.endpoint, other, **kw)).state == "completed"
+
+
+async def test_client_allow_list_keeps_the_prompt_from_other_providers(
+    tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
+) -> None:
+    """spec/job.md §Encryption: a client that restricts the keys it seals to cancels a job whose
+    plan names another stage-0 provider, and the prompt never leaves it."""
+    path, _, cid = tiny_model
+    prov = await start(
+        no_nodes,
+        node_config(
+            tmp_path,
+            "p",
+            roles=["provider"],
+            sandbox=SANDBOX,
+            models=[{"cid": cid, "path": str(path)}],
+        ),
+    )
+    agg = await start(
+        no_nodes,
+        node_config(
+            tmp_path,
+            "agg",
+            roles=["aggregator"],
+            peers=[prov.endpoint],
+            models=[{"cid": cid, "path": str(path)}],
+        ),
+    )
+    kw: dict[str, Any] = {"model": cid, "prompt_ids": [1, 2, 3], "max_new_tokens": 3}
+    out = await submit_job(agg.endpoint, generate_secret_key(), allow_providers=["ab" * 32], **kw)
+    assert out.state == "failed"
+    assert out.error is not None
+    assert out.error["code"] == 4003
+    assert prov.provider is not None
+    assert not prov.provider.sessions
+    for _ in range(100):  # the aggregator records the cancel
+        rec = agg.store.find_job(out.job, "aggregator")
+        if rec is not None and rec.terminal:
+            break
+        await asyncio.sleep(0.05)
+    assert rec is not None
+    assert rec.state.value == "cancelled"
+    ok = await submit_job(agg.endpoint, generate_secret_key(), allow_providers=[prov.pubkey], **kw)
+    assert ok.state == "completed", ok.error
