@@ -102,7 +102,9 @@ def _ours_adversary(core: Any, mode: str, adversaries: list[Any], rng: random.Ra
         res: dict[str, Any] = {"id": core.node_id, "tk": core.tokens.issue(addr, now)}
         if "c" in body:
             res["pk"] = core.prover.public_key
-            res["sig"] = core.prover.sign(challenge_digest(body["c"], body["id"]), os.urandom(32))
+            res["sig"] = core.prover.sign(
+                challenge_digest(body["c"], body["id"], *body["to"]), os.urandom(32)
+            )
         target = body.get("target") or body.get("key")
         if target is not None:
             t = int.from_bytes(target, "big")

@@ -57,11 +57,17 @@ class DHTNode:
         *,
         bootstrap: list[tuple[str, int]] | None = None,
         config: DHTConfig | None = None,
+        public_addresses: list[tuple[str, int]] | None = None,
     ) -> DHTNode:
-        """Bind, then join through ``bootstrap`` (spec/dht.md §Join) when given."""
+        """Bind, then join through ``bootstrap`` (spec/dht.md §Join) when given.
+
+        ``public_addresses`` are addresses (e.g. a NAT's forwarded port) at which peers reach us
+        besides the bound one; we prove our key only for challenges naming one of them
+        (spec/dht.md §Identity 2)."""
         stream = await asyncio_dgram.bind((host, port))
         core = DHTCore(secret_key, now=time.time(), random_bytes=os.urandom, config=config)
         node = cls(core, stream)
+        core.set_addresses([node.address, *(public_addresses or [])])
         if bootstrap:
             await node.bootstrap(bootstrap)
         else:

@@ -2,8 +2,12 @@
 
 A node ID is sha256 of the node's x-only secp256k1 public key, so an ID cannot be chosen. A
 contact is believed only after it has signed a fresh challenge: a query carries a 16-byte nonce
-``c``; the response carries ``pk`` and a BIP-340 signature over
-``sha256("infernet/dht/v1/challenge" || 0x00 || c || requester ID)``. A graceful LEAVE is signed
+``c``; the response carries ``pk`` and a BIP-340 signature over ``sha256("infernet/dht/v2/challenge" || 0x00 || c ||
+requester ID || responder address)``, the address being the one the requester sent the query to
+(packed IP || port as 2 bytes; the query names it in ``to``). Binding the address means a proof
+cannot be relayed: a node that forwards a challenge to another node gets a signature over the
+other node's address, which the requester (who sent to the relay) refuses; and the other node
+refuses to sign for an address that is not its own. A graceful LEAVE is signed
 over ``sha256("infernet/dht/v1/leave" || 0x00 || recipient ID || ts as 8 bytes)``.
 """
 
@@ -15,13 +19,13 @@ from coincurve import PrivateKey
 
 from infernet_ref.nostr import schnorr_verify
 
-_CHALLENGE = b"infernet/dht/v1/challenge\x00"
+_CHALLENGE = b"infernet/dht/v2/challenge\x00"
 _LEAVE = b"infernet/dht/v1/leave\x00"
 
 
-def challenge_digest(nonce: bytes, requester_id: bytes) -> bytes:
-    """The 32 bytes a responder signs to answer challenge ``nonce`` (spec/dht.md §Identity)."""
-    return hashlib.sha256(_CHALLENGE + nonce + requester_id).digest()
+def challenge_digest(nonce: bytes, requester_id: bytes, ip: bytes, port: int) -> bytes:
+    """The 32 bytes a responder at packed ``ip``:``port`` signs for ``nonce`` (spec/dht.md §Identity 2)."""
+    return hashlib.sha256(_CHALLENGE + nonce + requester_id + ip + port.to_bytes(2, "big")).digest()
 
 
 def leave_digest(recipient_id: bytes, ts: int) -> bytes:

@@ -158,6 +158,7 @@ class DHTCore:
         self.srtt_all: float | None = None
         self.rttvar_all = 0.0
         self.closed = False
+        self.addresses: frozenset[Addr] = frozenset()
 
     # ---- I/O surface -------------------------------------------------------------------
     def datagrams_to_send(self) -> list[tuple[bytes, Addr]]:
@@ -192,6 +193,19 @@ class DHTCore:
             self.running[op.op_id] = op
         op.start(self, now)
         return op.op_id
+
+    def set_addresses(self, addrs: list[Addr]) -> None:
+        """The addresses we answer at: the bound socket address and any public address the
+        operator configured (spec/dht.md §Identity 2). A wildcard IP ("0.0.0.0", "::") matches any
+        IP at that port. Until this is called we sign no challenge."""
+        self.addresses = frozenset((str(h), int(p)) for h, p in addrs)
+
+    def owns_address(self, ip: bytes, port: int) -> bool:
+        """Whether a challenge naming packed ``ip``:``port`` names one of our addresses."""
+        for host, p in self.addresses:
+            if p == port and (host in ("0.0.0.0", "::") or wire.pack_ip(host) == ip):
+                return True
+        return False
 
     # ---- API (spec/dht.md §API) --------------------------------------------------------
     def bootstrap(self, addrs: list[Addr], now: float) -> int:
@@ -284,6 +298,7 @@ class DHTCore:
         if p.node_id is None or (claimed is not None and p.node_id != claimed):
             nonce = self.random(wire.NONCE_LEN)
             body["c"] = nonce
+            body["to"] = [wire.pack_ip(addr[0]), addr[1]]
         if p.token is not None:
             body["tk"] = p.token
         t = self.random(wire.TXID_LEN)
@@ -362,7 +377,9 @@ class DHTCore:
             if "pk" in body:
                 self.stats.proofs_verified += 1
                 proven = verify_proof(
-                    body["pk"], body["sig"], challenge_digest(req.nonce, self.node_id)
+                    body["pk"],
+                    body["sig"],
+                    challenge_digest(req.nonce, self.node_id, wire.pack_ip(addr[0]), addr[1]),
                 )
             if proven is None or proven != body["id"]:
                 p.node_id = None

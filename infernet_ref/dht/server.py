@@ -76,8 +76,22 @@ def handle_query(core: DHTCore, dg: Datagram, addr: Addr, now: float) -> None:
     result["id"] = core.node_id
     result["tk"] = core.tokens.issue(addr, now)
     if "c" in body:
+        ip, port = body["to"]
+        if not core.owns_address(ip, port):
+            # spec/dht.md §Identity 2: never sign for another address (that would let a relay
+            # pass our proof off as its own).
+            core.reply_error(
+                dg.t,
+                dg.op,
+                ErrorCode.PROTOCOL,
+                "'to' is not our address",
+                addr=addr,
+                req_size=dg.size,
+            )
+            return
+        digest = challenge_digest(body["c"], body["id"], ip, port)
         result["pk"] = core.prover.public_key
-        result["sig"] = core.prover.sign(challenge_digest(body["c"], body["id"]), core.random(32))
+        result["sig"] = core.prover.sign(digest, core.random(32))
     limit = (
         wire.MAX_DATAGRAM
         if verified

@@ -201,13 +201,32 @@ def _event_shape(ev: Any, t: bytes, op: str) -> None:
 
 
 _QUERY_KEYS = {
-    Op.PING: frozenset({"id", "c", "tk", "pad"}),
-    Op.FIND_NODE: frozenset({"id", "c", "tk", "pad", "target"}),
-    Op.FIND_VALUE: frozenset({"id", "c", "tk", "pad", "key", "o"}),
-    Op.STORE: frozenset({"id", "c", "tk", "pad", "key", "ev"}),
+    Op.PING: frozenset({"id", "c", "to", "tk", "pad"}),
+    Op.FIND_NODE: frozenset({"id", "c", "to", "tk", "pad", "target"}),
+    Op.FIND_VALUE: frozenset({"id", "c", "to", "tk", "pad", "key", "o"}),
+    Op.STORE: frozenset({"id", "c", "to", "tk", "pad", "key", "ev"}),
     Op.LEAVE: frozenset({"id", "pk", "ts", "sig"}),
 }
 _RESPONSE_KEYS = frozenset({"id", "tk", "pk", "sig", "nodes", "values", "more", "stored"})
+
+
+def _challenge_address(body: dict[str, Any], t: bytes, op: str) -> None:
+    """spec/dht.md §Identity 2: ``to`` = [packed IP, port] comes with ``c`` and only with it."""
+    if ("c" in body) != ("to" in body):
+        raise _fail(f"{op} query must carry 'to' exactly when it carries 'c'", t, op)
+    if "to" not in body:
+        return
+    to = body["to"]
+    if (
+        not isinstance(to, list)
+        or len(to) != 2
+        or not isinstance(to[0], bytes)
+        or len(to[0]) not in (4, 16)
+        or not isinstance(to[1], int)
+        or isinstance(to[1], bool)
+        or not 1 <= to[1] <= 65535
+    ):
+        raise _fail(f"{op} 'to' must be [4- or 16-byte IP, port 1-65535]", t, op)
 
 
 def _check_query(op: str, body: dict[str, Any], t: bytes) -> None:
@@ -221,6 +240,7 @@ def _check_query(op: str, body: dict[str, Any], t: bytes) -> None:
         _uint(body, "ts", (0, 0xFFFFFFFF), t, op)
         return
     _bytes(body, "c", NONCE_LEN, t, op, required=False)
+    _challenge_address(body, t, op)
     _bytes(body, "tk", None, t, op, required=False, max_len=MAX_TOKEN_LEN)
     _bytes(body, "pad", None, t, op, required=False, max_len=MAX_PAD)
     if op == Op.FIND_NODE:

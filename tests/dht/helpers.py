@@ -33,6 +33,7 @@ class Net:
             random_bytes=self.rng.randbytes,
             config=self.config,
         )
+        core.set_addresses([addr])
         self.cores[addr] = core
         return addr, core
 

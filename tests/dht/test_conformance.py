@@ -72,3 +72,9 @@ async def test_cases_fail_on_broken_nodes(swarm: list[DHTNode], monkeypatch: Any
     assert "dht.amplification.unverified" in _failed(
         await _run(node, ["dht.amplification.unverified"])
     )
+
+    object.__setattr__(node.core, "config", DHTConfig())
+    monkeypatch.setattr(node.core, "owns_address", lambda ip, port: True)  # signs for anyone
+    assert "dht.ping.proof_not_relayable" in _failed(
+        await _run(node, ["dht.ping.proof_not_relayable"])
+    )

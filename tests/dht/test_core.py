@@ -69,8 +69,9 @@ def test_response_from_wrong_address_is_ignored() -> None:
 
 def test_unverified_source_gets_no_amplification() -> None:
     net = joined_net(40)
-    core = next(iter(net.cores.values()))
-    q = _query(Op.FIND_NODE, {"id": bytes(32), "target": bytes(32), "c": bytes(16)})
+    addr, core = next(iter(net.cores.items()))
+    to = [wire.pack_ip(addr[0]), addr[1]]
+    q = _query(Op.FIND_NODE, {"id": bytes(32), "target": bytes(32), "c": bytes(16), "to": to})
     core.receive_datagram(q, ("192.0.2.1", 7), net.now)
     out = [d for d, dst in core.datagrams_to_send() if dst == ("192.0.2.1", 7)]
     assert out
@@ -78,7 +79,7 @@ def test_unverified_source_gets_no_amplification() -> None:
     # Padded, the same query earns the full answer.
     padded = _query(
         Op.FIND_NODE,
-        {"id": bytes(32), "target": bytes(32), "c": bytes(16), "pad": bytes(400)},
+        {"id": bytes(32), "target": bytes(32), "c": bytes(16), "to": to, "pad": bytes(400)},
         t=b"\x01" * 8,
     )
     core.receive_datagram(padded, ("192.0.2.1", 7), net.now)
@@ -302,7 +303,9 @@ def _make_liar(core: DHTCore, liars: list[DHTCore], addr_of: dict[bytes, tuple[s
         res: dict[str, object] = {"id": core.node_id, "tk": core.tokens.issue(addr, now)}
         if "c" in dg.body:
             res["pk"] = core.prover.public_key
-            res["sig"] = core.prover.sign(challenge_digest(dg.body["c"], dg.body["id"]), bytes(32))
+            res["sig"] = core.prover.sign(
+                challenge_digest(dg.body["c"], dg.body["id"], *dg.body["to"]), bytes(32)
+            )
         if dg.op in (Op.FIND_NODE, Op.FIND_VALUE):
             t = int.from_bytes(dg.body.get("target") or dg.body["key"], "big")
             near = sorted(

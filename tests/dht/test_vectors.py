@@ -28,10 +28,11 @@ def _build() -> dict[str, Any]:
     prover = Prover(SK)
     nonce = bytes(range(16))
     requester = hashlib.sha256(b"requester").digest()
-    digest = challenge_digest(nonce, requester)
+    to = [bytes([127, 0, 0, 1]), 4000]  # the responder's address, as the requester sent to it
+    digest = challenge_digest(nonce, requester, to[0], to[1])
     tk = TokenIssuer(bytes, 0.0)
     datagrams = [
-        (wire.Kind.QUERY, wire.Op.PING, {"id": requester, "c": nonce}),
+        (wire.Kind.QUERY, wire.Op.PING, {"id": requester, "c": nonce, "to": to}),
         (
             wire.Kind.RESPONSE,
             wire.Op.PING,
@@ -61,6 +62,12 @@ def _build() -> dict[str, Any]:
         "invalid_unknown_field": cbor_encode(
             {"v": 1, "t": T, "y": "q", "op": "PING", "body": {"id": requester, "x": 1}}
         ).hex(),
+        "invalid_challenge_without_to": cbor_encode(
+            {"v": 1, "t": T, "y": "q", "op": "PING", "body": {"id": requester, "c": nonce}}
+        ).hex(),
+        "invalid_to_without_challenge": cbor_encode(
+            {"v": 1, "t": T, "y": "q", "op": "PING", "body": {"id": requester, "to": to}}
+        ).hex(),
         "invalid_oversized": "",
     }
     return {
@@ -76,6 +83,8 @@ def _build() -> dict[str, Any]:
         "challenge": {
             "nonce": nonce.hex(),
             "requester_id": requester.hex(),
+            "responder_ip": "127.0.0.1",
+            "responder_port": 4000,
             "digest": digest.hex(),
         },
         "leave": {
@@ -117,6 +126,11 @@ def test_vectors() -> None:
         bytes.fromhex(data["datagrams"][1]["json"]["body"]["sig"]),
     )
     assert verify_proof(pk, sig, bytes.fromhex(data["challenge"]["digest"])) == prover.node_id
+    # The same proof does not hold for any other responder address (spec/dht.md §Identity 2).
+    ch = data["challenge"]
+    nonce, requester = bytes.fromhex(ch["nonce"]), bytes.fromhex(ch["requester_id"])
+    for ip, port in [(bytes([127, 0, 0, 1]), 4001), (bytes([127, 0, 0, 2]), 4000)]:
+        assert verify_proof(pk, sig, challenge_digest(nonce, requester, ip, port)) is None
     for name, hx in data["invalid"].items():
         raw = bytes.fromhex(hx) if hx else bytes(wire.MAX_DATAGRAM + 1)
         try:

@@ -24,7 +24,7 @@ EV = content_record(bytes([7]) * 32)[1]
 
 GOOD: list[tuple[str, str, dict[str, Any]]] = [
     (Kind.QUERY, Op.PING, {"id": ID}),
-    (Kind.QUERY, Op.PING, {"id": ID, "c": bytes(16), "pad": bytes(30)}),
+    (Kind.QUERY, Op.PING, {"id": ID, "c": bytes(16), "to": [bytes(4), 1], "pad": bytes(30)}),
     (Kind.QUERY, Op.FIND_NODE, {"id": ID, "target": ID, "tk": b"12345678"}),
     (Kind.QUERY, Op.FIND_VALUE, {"id": ID, "key": ID, "o": 16}),
     (Kind.QUERY, Op.STORE, {"id": ID, "key": ID, "tk": b"12345678", "ev": EV}),

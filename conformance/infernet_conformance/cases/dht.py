@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import os
 import time
 from typing import Any
@@ -55,6 +56,13 @@ class Client:
     async def __aexit__(self, *exc: object) -> None:
         if self.transport is not None:
             self.transport.close()
+
+    @property
+    def to(self) -> list[Any]:
+        """The node's address as we send to it: [packed IP, port] (spec/dht.md §Identity 2)."""
+        assert self.transport is not None
+        host, port = self.transport.get_extra_info("peername")[:2]
+        return [ipaddress.ip_address(host).packed, int(port)]
 
     def send_raw(self, data: bytes) -> None:
         assert self.transport is not None
@@ -148,14 +156,17 @@ async def _(ctx: CaseContext) -> None:
 @case(
     "dht.ping.proof",
     section="spec/dht.md §Identity 1-2",
-    description="A challenge is answered with pk and a BIP-340 signature over sha256(domain || c || querier ID), and id = sha256(pk).",
+    description="A challenge is answered with pk and a BIP-340 signature over sha256(domain || c || querier ID || responder address), and id = sha256(pk).",
 )
 async def _(ctx: CaseContext) -> None:
     async with Client(ctx) as c:
         nonce = os.urandom(16)
-        body = (await c.response("PING", {"c": nonce}))["body"]
+        body = (await c.response("PING", {"c": nonce, "to": c.to}))["body"]
         check("pk" in body and "sig" in body, "challenged PING reply carries no key proof")
-        digest = hashlib.sha256(b"infernet/dht/v1/challenge\x00" + nonce + c.id).digest()
+        ip, port = c.to
+        digest = hashlib.sha256(
+            b"infernet/dht/v2/challenge\x00" + nonce + c.id + ip + port.to_bytes(2, "big")
+        ).digest()
         try:
             ok = PublicKeyXOnly(body["pk"]).verify(body["sig"], digest)
         except (ValueError, TypeError):
@@ -164,6 +175,26 @@ async def _(ctx: CaseContext) -> None:
         check(
             hashlib.sha256(body["pk"]).digest() == body["id"], "node ID is not sha256(public key)"
         )
+
+
+@case(
+    "dht.ping.proof_not_relayable",
+    section="spec/dht.md §Identity 2",
+    description="A challenge naming an address other than the node's own ('to') gets no key proof, so a relay cannot pass the node's proof off as its own.",
+)
+async def _(ctx: CaseContext) -> None:
+    async with Client(ctx) as c:
+        ip, port = c.to
+        other = [ip, port % 65535 + 1]  # the node's IP, another port: a relay's address
+        _, msg = await c.query("PING", {"c": os.urandom(16), "to": other})
+        if msg is not None:
+            check(
+                msg["y"] == "e" or "sig" not in msg["body"],
+                "node signed a challenge for an address that is not its own",
+            )
+        _, msg = await c.query("PING", {"c": os.urandom(16)})
+        check(msg is None or msg["y"] == "e", "a challenge without 'to' got a response")
+        await c.still_answers()
 
 
 @case(
@@ -354,9 +385,9 @@ async def _(ctx: CaseContext) -> None:
 async def _(ctx: CaseContext) -> None:
     async with Client(ctx) as c:
         for op, body in (
-            ("FIND_NODE", {"target": os.urandom(32), "c": os.urandom(16)}),
-            ("FIND_VALUE", {"key": os.urandom(32), "c": os.urandom(16)}),
-            ("PING", {"c": os.urandom(16)}),
+            ("FIND_NODE", {"target": os.urandom(32), "c": os.urandom(16), "to": c.to}),
+            ("FIND_VALUE", {"key": os.urandom(32), "c": os.urandom(16), "to": c.to}),
+            ("PING", {"c": os.urandom(16), "to": c.to}),
         ):
             t = os.urandom(8)
             data = cbor_encode({"v": 1, "t": t, "y": "q", "op": op, "body": dict(body, id=c.id)})
