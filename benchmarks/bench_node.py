@@ -116,6 +116,12 @@ def main() -> int:
     ap.add_argument("--tokens", type=int, default=64)
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=3)
+    ap.add_argument(
+        "--backend",
+        default="in-process",
+        choices=["in-process", "bubblewrap", "docker"],
+        help="the providers' sandbox (in-process: the figures measure the protocol alone)",
+    )
     args = ap.parse_args()
 
     from infernet_ref.content import build_path
@@ -133,7 +139,9 @@ def main() -> int:
     mem = max(
         stage_bytes(shape, needs, 0, half, 1), stage_bytes(shape, needs, half, args.layers, 1)
     )
-    sandbox = {"backend": "in-process", "allow_in_process": True}
+    sandbox: dict[str, Any] = {"backend": args.backend}
+    if args.backend == "in-process":
+        sandbox["allow_in_process"] = True
     procs = []
     try:
         for name in ("p0", "p1"):
