@@ -8,9 +8,12 @@ becomes the root. A file of one chunk is that raw leaf itself. We keep one list 
 pending links per level, so memory is constant in the file size (about 50 KiB per level plus
 the hashing window). Every block goes to an optional ``sink(cid, bytes)`` (e.g. a block store).
 
-Directories are flat dag-pb nodes with UnixFS type Directory and links sorted by name; a
-directory whose node would exceed the profile's 256 KiB HAMT threshold is refused with
-:class:`UnixFsError` (HAMT sharding is not implemented).
+Directories are flat dag-pb nodes with UnixFS type Directory and links sorted by name, unless
+the JS importer's ``block-bytes`` size estimate crosses the profile's 256 KiB threshold while the
+entries are added in walk order; then the directory is a HAMT (:mod:`infernet_ref.content.hamt`).
+The estimate (spec/content.md §3.1) is the exact flat node size of the entries whose CID is known
+when they are added: files, symlinks and empty directories. A directory with entries counts only
+while it is the empty-directory placeholder the walk adds before its first entry.
 """
 
 from __future__ import annotations
@@ -23,8 +26,9 @@ from pathlib import Path
 
 from infernet_ref.content.chunker import CHUNK_SIZE, ByteSource, hashed_chunks, iter_chunks
 from infernet_ref.content.cid import CID, Codec
-from infernet_ref.content.dagpb import PBLink, encode_node
-from infernet_ref.content.errors import PathError, UnixFsError
+from infernet_ref.content.dagpb import PBLink, encode_link, encode_node
+from infernet_ref.content.errors import PathError
+from infernet_ref.content.hamt import build_shard
 from infernet_ref.content.unixfs import (
     DIRECTORY_DATA,
     DataType,
@@ -32,20 +36,29 @@ from infernet_ref.content.unixfs import (
     encode_unixfs,
     file_node_data,
 )
+from infernet_ref.content.varint import encode_uvarint
 
 MAX_LINKS_PER_NODE = 1024
 SHARD_THRESHOLD = 262_144  # unixfs-v1-2025: flat directories up to 256 KiB ("block-bytes")
+EMPTY_DIR_BLOCK = encode_node(data=DIRECTORY_DATA)  # 4 bytes: the empty directory
+EMPTY_DIR_CID = CID.for_block(Codec.DAG_PB, EMPTY_DIR_BLOCK)
+DIR_DATA_FIELD_SIZE = 4  # PBNode.Data of a Directory without mode/mtime: 0a 02 08 01
 
 BlockSink = Callable[[CID, bytes | bytearray | memoryview], object]
 
 
 @dataclass(frozen=True, slots=True)
 class DagEntry:
-    """A built node: its CID, cumulative DAG size (Tsize) and content bytes under it."""
+    """A built node: its CID, cumulative DAG size (Tsize) and content bytes under it.
+
+    ``nonempty_dir`` marks a directory that has entries: the shard-size estimate of its parent
+    counts it only as the empty-directory placeholder (spec/content.md §3.1).
+    """
 
     cid: CID
     tsize: int
     filesize: int
+    nonempty_dir: bool = False
 
 
 class FileBuilder:
@@ -130,16 +143,34 @@ def directory_node(entries: dict[str, DagEntry]) -> bytes:
     """Serialize a flat UnixFS directory of ``name -> entry`` (links sorted by name bytes)."""
     for name in entries:
         _check_entry_name(name)
-    block = encode_node(
+    return encode_node(
         links=[PBLink(e.cid, name, e.tsize) for name, e in entries.items()],
         data=DIRECTORY_DATA,
     )
-    if len(block) > SHARD_THRESHOLD:
-        raise UnixFsError(
-            f"directory node of {len(block)} bytes exceeds the profile's {SHARD_THRESHOLD}-byte "
-            "flat-directory threshold; HAMT-sharded directories are not supported"
-        )
-    return block
+
+
+def _link_size(cid: CID, name: str, tsize: int) -> int:
+    body = len(encode_link(PBLink(cid, name, tsize)))
+    return 1 + len(encode_uvarint(body)) + body
+
+
+def needs_shard(entries: dict[str, DagEntry], threshold: int = SHARD_THRESHOLD) -> bool:
+    """Whether ``ipfs-unixfs-importer`` (``block-bytes``) shards these entries, added in order.
+
+    spec/content.md §3.1: after each entry is added the estimate is compared with
+    ``threshold``; a directory with entries is, at that moment, the empty-directory placeholder
+    and is dropped from the estimate when its own first entry arrives.
+    """
+    estimate = DIR_DATA_FIELD_SIZE
+    for name, e in entries.items():
+        if e.nonempty_dir:
+            if estimate + _link_size(EMPTY_DIR_CID, name, len(EMPTY_DIR_BLOCK)) > threshold:
+                return True
+            continue
+        estimate += _link_size(e.cid, name, e.tsize)
+        if estimate > threshold:
+            return True
+    return False
 
 
 def _check_entry_name(name: str) -> None:
@@ -151,13 +182,24 @@ def _check_entry_name(name: str) -> None:
         raise PathError(f"file name {name!r} is not valid UTF-8") from None
 
 
-def build_directory(entries: dict[str, DagEntry], sink: BlockSink | None = None) -> DagEntry:
-    """Build one directory node over already-built children."""
+def build_directory(
+    entries: dict[str, DagEntry],
+    sink: BlockSink | None = None,
+    *,
+    threshold: int = SHARD_THRESHOLD,
+) -> DagEntry:
+    """Build a directory over already-built children (in the order given): flat or a HAMT."""
+    if needs_shard(entries, threshold):
+        for name in entries:
+            _check_entry_name(name)
+        built = build_shard([(n, e.cid, e.tsize) for n, e in entries.items()], sink)
+        return DagEntry(built.cid, built.tsize, 0, nonempty_dir=True)
     block = directory_node(entries)
     cid = CID.for_block(Codec.DAG_PB, block)
     if sink is not None:
         sink(cid, block)
-    return DagEntry(cid, len(block) + sum(e.tsize for e in entries.values()), 0)
+    tsize = len(block) + sum(e.tsize for e in entries.values())
+    return DagEntry(cid, tsize, 0, nonempty_dir=bool(entries))
 
 
 def build_symlink(target: str, sink: BlockSink | None = None) -> DagEntry:
@@ -177,9 +219,12 @@ def build_path(
     include_hidden: bool = False,
     on_bytes: Callable[[int], None] | None = None,
     workers: int | None = None,
+    shard_threshold: int = SHARD_THRESHOLD,
 ) -> DagEntry:
     """Build a file or a directory tree like ``ipfs add -r`` under the profile.
 
+    ``shard_threshold`` is the importer's ``shardSplitThresholdBytes`` (the profile's 256 KiB
+    unless a test asks for another).
     Dotfiles are skipped unless ``include_hidden`` (as ``ipfs add`` without ``--hidden``).
     Symbolic links become UnixFS symlink nodes; other special files are a :class:`PathError`.
     """
@@ -190,7 +235,8 @@ def build_path(
     if stat.S_ISREG(st.st_mode):
         with p.open("rb", buffering=0) as f:
             fb = FileBuilder(sink)
-            for chunk, digest in hashed_chunks(iter_chunks(f), workers):
+            small = st.st_size <= 4 * CHUNK_SIZE  # a hashing thread pool per small file costs more
+            for chunk, digest in hashed_chunks(iter_chunks(f), 1 if small else workers):
                 fb.add_leaf(chunk, digest)
                 if on_bytes is not None:
                     on_bytes(len(chunk))
@@ -201,7 +247,12 @@ def build_path(
             if child.startswith(".") and not include_hidden:
                 continue
             children[child] = build_path(
-                p / child, sink, include_hidden=include_hidden, on_bytes=on_bytes, workers=workers
+                p / child,
+                sink,
+                include_hidden=include_hidden,
+                on_bytes=on_bytes,
+                workers=workers,
+                shard_threshold=shard_threshold,
             )
-        return build_directory(children, sink)
+        return build_directory(children, sink, threshold=shard_threshold)
     raise PathError(f"{p} is neither a regular file, a directory nor a symlink")

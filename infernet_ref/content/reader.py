@@ -5,6 +5,8 @@ that block roots, it returns either the bytes (a leaf, or inline Data) or the ch
 with their sub-ranges, checking the UnixFS sizes for consistency. A sync driver reads from the
 local block store; :mod:`infernet_ref.content.rangefetch` drives the same core over the network.
 Exporting a directory checks every entry name so nothing escapes the output directory.
+Directories are flat nodes or HAMT shards (:mod:`infernet_ref.content.hamt`); both are read
+through :func:`directory_entries` and :func:`lookup_entry`.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 
 from infernet_ref.content.cid import CID, Codec
 from infernet_ref.content.dag import MAX_DEPTH
-from infernet_ref.content.dagpb import PBNode, decode_node
+from infernet_ref.content.dagpb import PBLink, PBNode, decode_node
 from infernet_ref.content.errors import UnixFsError, UnsafePathError
+from infernet_ref.content.hamt import list_steps, lookup_steps, run_sync
 from infernet_ref.content.store import BlockStore
 from infernet_ref.content.unixfs import DataType, UnixFSData, decode_unixfs
 
@@ -122,6 +125,28 @@ def export_to_path(store: BlockStore, root: CID, out: str | os.PathLike[str]) ->
     _export(store, root, Path(out), 0)
 
 
+def directory_entries(store: BlockStore, cid: CID) -> list[tuple[str, PBLink]]:
+    """``(name, link)`` of every entry of a flat or HAMT-sharded directory."""
+    block = store.get(cid)
+    node, fs = unixfs_of(cid, block)
+    if fs.type == DataType.DIRECTORY:
+        return [(link.name or "", link) for link in node.links]
+    if fs.type == DataType.HAMT_SHARD:
+        return [(e.name, e.link) for e in run_sync(list_steps(cid, block), store.get)]
+    raise UnixFsError(f"{cid} is a UnixFS {fs.type.name}, not a directory")
+
+
+def lookup_entry(store: BlockStore, cid: CID, name: str) -> PBLink | None:
+    """The link named ``name`` in a flat or HAMT-sharded directory, or ``None``."""
+    block = store.get(cid)
+    node, fs = unixfs_of(cid, block)
+    if fs.type == DataType.DIRECTORY:
+        return next((link for link in node.links if link.name == name), None)
+    if fs.type == DataType.HAMT_SHARD:
+        return run_sync(lookup_steps(cid, block, name), store.get)
+    raise UnixFsError(f"{cid} is a UnixFS {fs.type.name}, not a directory")
+
+
 def _export(store: BlockStore, cid: CID, out: Path, depth: int) -> None:
     if depth > MAX_DEPTH:
         raise UnixFsError("directory tree too deep")
@@ -129,22 +154,21 @@ def _export(store: BlockStore, cid: CID, out: Path, depth: int) -> None:
     if depth > 0 and (out.is_symlink() or out.exists()):
         raise UnsafePathError(f"{out} already exists (duplicate entry name or link in the DAG)")
     if cid.codec == Codec.DAG_PB:
-        node, fs = unixfs_of(cid, block)
-        if fs.type == DataType.DIRECTORY:
+        _, fs = unixfs_of(cid, block)
+        if fs.type in (DataType.DIRECTORY, DataType.HAMT_SHARD):
             if out.is_symlink():
                 raise UnsafePathError(f"{out} is a symbolic link; refusing to write through it")
             out.mkdir(parents=False, exist_ok=True)
-            names = [link.name or "" for link in node.links]
+            entries = directory_entries(store, cid)
+            names = [name for name, _ in entries]
             if len(set(names)) != len(names):
                 raise UnsafePathError(f"directory {cid} has duplicate entry names")
-            for link in node.links:
-                _export(store, link.cid, safe_join(out, link.name or ""), depth + 1)
+            for name, link in entries:
+                _export(store, link.cid, safe_join(out, name), depth + 1)
             return
         if fs.type == DataType.SYMLINK:
             out.symlink_to(os.fsdecode(fs.data or b""))
             return
-        if fs.type == DataType.HAMT_SHARD:
-            raise UnixFsError(f"{cid} is a HAMT-sharded directory (unsupported)")
     tmp = out.with_name(out.name + ".part")
     try:
         with open(tmp, "wb") as f:
@@ -158,16 +182,11 @@ def _export(store: BlockStore, cid: CID, out: Path, depth: int) -> None:
 
 
 def resolve_path(store: BlockStore, root: CID, path: str) -> CID:
-    """Follow ``a/b/c`` through directory nodes from ``root``."""
+    """Follow ``a/b/c`` through flat or HAMT-sharded directory nodes from ``root``."""
     cid = root
     for part in [p for p in path.split("/") if p]:
-        node, fs = unixfs_of(cid, store.get(cid))
-        if fs.type != DataType.DIRECTORY:
-            raise UnixFsError(f"{cid} is not a directory")
-        for link in node.links:
-            if link.name == part:
-                cid = link.cid
-                break
-        else:
+        link = lookup_entry(store, cid, part)
+        if link is None:
             raise UnixFsError(f"no entry {part!r} in directory {cid}")
+        cid = link.cid
     return cid

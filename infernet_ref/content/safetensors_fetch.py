@@ -19,6 +19,7 @@ from typing import Any
 
 from infernet_ref.content.cid import CID, parse_cid
 from infernet_ref.content.errors import ContentError, UnixFsError
+from infernet_ref.content.hamt import list_steps, run_async
 from infernet_ref.content.rangefetch import BlockSource, read_range, size_of
 from infernet_ref.content.reader import unixfs_of
 from infernet_ref.content.unixfs import DataType
@@ -65,9 +66,13 @@ class Tensor:
 
 
 async def list_directory(cid: CID | str, source: BlockSource) -> dict[str, CID]:
-    """Entries of a UnixFS directory node."""
+    """Entries of a UnixFS directory (flat or HAMT-sharded)."""
     c = parse_cid(cid)
-    node, fs = unixfs_of(c, await source.get_block(c))
+    block = await source.get_block(c)
+    node, fs = unixfs_of(c, block)
+    if fs.type == DataType.HAMT_SHARD:
+        entries = await run_async(list_steps(c, block), source.get_block)
+        return {e.name: e.link.cid for e in entries}
     if fs.type != DataType.DIRECTORY:
         raise UnixFsError(f"{c} is not a directory")
     return {link.name or "": link.cid for link in node.links}

@@ -9,13 +9,13 @@ import pytest
 from infernet_ref.content.builder import SHARD_THRESHOLD, DagEntry, build_directory, build_path
 from infernet_ref.content.cid import CID, Codec
 from infernet_ref.content.dag import MAX_DEPTH, walk
-from infernet_ref.content.dagpb import PBLink, encode_node
+from infernet_ref.content.dagpb import PBLink, decode_node, encode_node
 from infernet_ref.content.errors import ContentError, ExchangeError, PathError, UnixFsError
 from infernet_ref.content.exchange.session import ClientSession
 from infernet_ref.content.exchange.wire import WantEntry, decode_block_frame, encode_block_frame
 from infernet_ref.content.reader import read_range_local
 from infernet_ref.content.store import BlockStore
-from infernet_ref.content.unixfs import file_node_data
+from infernet_ref.content.unixfs import DataType, decode_unixfs, file_node_data
 
 LEAF = CID.for_block(Codec.RAW, b"x" * 10)
 
@@ -72,11 +72,15 @@ def test_oversized_block_frame_rejected() -> None:
         decode_block_frame(frame)
 
 
-def test_directory_over_sharding_threshold_refused() -> None:
+def test_directory_over_sharding_threshold_is_a_hamt() -> None:
+    """Over the threshold a directory is HAMT-sharded (no longer refused); see test_content_hamt."""
     entry = DagEntry(LEAF, 10, 10)
     n = SHARD_THRESHOLD // 40 + 10
-    with pytest.raises(UnixFsError, match="HAMT"):
-        build_directory({f"file-{i:06d}": entry for i in range(n)})
+    blocks: dict[CID, bytes] = {}
+    root = build_directory({f"file-{i:06d}": entry for i in range(n)}, blocks.__setitem__)
+    node = decode_node(blocks[root.cid])
+    assert node.data is not None
+    assert decode_unixfs(node.data).type == DataType.HAMT_SHARD
 
 
 def test_bad_paths(tmp_path: Path) -> None:

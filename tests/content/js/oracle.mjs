@@ -3,7 +3,10 @@
 //
 //   node oracle.mjs gen LENGTH        root CID of the deterministic stream (see pattern below)
 //   node oracle.mjs file PATH         root CID of a file on disk
-//   node oracle.mjs dir PATH          root CID of a directory tree (like `ipfs add -r`)
+//   node oracle.mjs dir PATH [BYTES]  root CID of a directory tree (like `ipfs add -r`); BYTES
+//                                    overrides shardSplitThresholdBytes (profile: 262144)
+//   node oracle.mjs murmur            murmur3-x64-128 (@multiformats/murmur3) of a JSON array of
+//                                    UTF-8 strings on stdin, hex, one line each
 //   node oracle.mjs decode HEX        decode a dag-pb block (+ UnixFS Data) to JSON
 //   node oracle.mjs decode-many       the same for a JSON array of hex blocks on stdin
 //   node oracle.mjs car-read FILE     roots and blocks of a CAR (@ipld/car), each block re-hashed
@@ -13,6 +16,7 @@
 // little-endian u64; BASE[i] = (i * 2654435761 >>> 13) & 0xff over 32-bit unsigned arithmetic.
 // tests/content/streams.py generates the same bytes in Python.
 import { importer } from 'ipfs-unixfs-importer'
+import { murmur3128 } from '@multiformats/murmur3'
 import { UnixFS } from 'ipfs-unixfs'
 import * as dagPb from '@ipld/dag-pb'
 import { CarReader, CarWriter } from '@ipld/car'
@@ -76,8 +80,15 @@ if (mode === 'gen') {
 } else if (mode === 'dir') {
   const out = []
   walk(path.dirname(path.resolve(arg)), path.basename(path.resolve(arg)), out)
-  for await (const e of importer(out, sink, options)) {
+  const opts = process.argv[4] ? { ...options, shardSplitThresholdBytes: Number(process.argv[4]) } : options
+  for await (const e of importer(out, sink, opts)) {
     console.log(JSON.stringify({ path: e.path, cid: e.cid.toString(), size: e.size.toString() }))
+  }
+} else if (mode === 'murmur') {
+  const chunks = []
+  for await (const c of process.stdin) chunks.push(c)
+  for (const s of JSON.parse(Buffer.concat(chunks).toString())) {
+    console.log(JSON.stringify({ hex: Buffer.from(await murmur3128.encode(new TextEncoder().encode(s))).toString('hex') }))
   }
 } else if (mode === 'decode-many') {
   // stdin: JSON array of hex blocks; stdout: one line per block, {ok, node} or {ok: false, error}
