@@ -136,23 +136,31 @@ class Connection:
     # -- input -----------------------------------------------------------------------------
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> list[Event]:
-        """Feed bytes from the peer; return the events they complete (§5-§7)."""
+        """Feed bytes from the peer; return the events they complete (§5-§7).
+
+        ``data`` may be a view of a buffer the caller reuses: nothing here refers to it after
+        returning (a frame's payload is unmasked or copied out of it, other bytes are copied).
+        """
         if not self._reading:
             return []
-        if type(data) is not bytes:
+        t = type(data)
+        if t is memoryview:
+            if data.format != "B" or not data.c_contiguous:  # type: ignore[union-attr]
+                data = bytes(data)
+        elif t is not bytes and t is not bytearray:
             data = bytes(data)
         buf = self._buf
         if buf.at_boundary and not buf.size:
             frame = parse_single_frame(
                 data, self._table, expect_masked=self._masked_in, max_frame_size=self._max_frame
             )
-            if frame is not None:  # fast path: exactly one small frame
+            if frame is not None:  # fast path: exactly one frame
                 try:
                     event = self._handle(frame)
                 except WebSocketProtocolError as exc:
                     return [self._fail(exc)]
                 return [] if event is None else [event]
-        buf.append(data)
+        buf.append(data if type(data) is bytes else bytes(data))
         events: list[Event] = []
         try:
             while (frame := next(self._parser)) is not None:

@@ -245,13 +245,13 @@ def parse_frames(
 
 
 def parse_single_frame(
-    data: bytes, table: tuple[int, ...], *, expect_masked: bool, max_frame_size: int
+    data: Buffer, table: tuple[int, ...], *, expect_masked: bool, max_frame_size: int
 ) -> Frame | None:
-    """``data`` as one frame if it is exactly one valid frame with a 7- or 16-bit length, else None.
+    """``data`` as one frame if it is exactly one valid frame, else None.
 
     The fast path for the commonest input, one message per read: it applies every rule
     :func:`parse_frames` applies to such a frame and leaves anything else (errors included) to
-    the generator.
+    the generator. The payload is always a new ``bytes`` (``data`` may be a reused buffer).
     """
     n = len(data)
     if n < 2:
@@ -271,17 +271,22 @@ def parse_single_frame(
             return None
         head = 4
     elif length == 127:
-        return None
+        if n < 10 or opcode >= Opcode.CLOSE:
+            return None
+        length = int.from_bytes(data[2:10], "big")
+        if length >> 63 or length < 65536:
+            return None
+        head = 10
     if length > max_frame_size:
         return None
     if expect_masked:
         if n != head + 4 + length:
             return None
-        payload = apply_mask(memoryview(data)[head + 4 :], data[head : head + 4])
+        payload = apply_mask(memoryview(data)[head + 4 :], bytes(data[head : head + 4]))
     else:
         if n != head + length:
             return None
-        payload = data[head:]
+        payload = bytes(data[head:])
     return Frame(opcode, payload, bool(b0 & FIN), bool(b0 & RSV1))
 
 
