@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -25,18 +26,47 @@ class _Readable(Protocol):
 ByteSource = bytes | bytearray | memoryview | BinaryIO | _Readable | Iterable[bytes]
 
 
-def _chunks_from_file(f: _Readable, size: int) -> Iterator[bytes | bytearray]:
-    emitted = False
-    while True:
-        buf = bytearray(size)
-        view = memoryview(buf)
-        got = 0
-        while got < size:
+def _bytes_left(f: _Readable) -> int | None:
+    """Bytes left in a regular file (a sizing hint only; the file may still grow or shrink)."""
+    fileno, tell = getattr(f, "fileno", None), getattr(f, "tell", None)
+    if fileno is None or tell is None:
+        return None
+    try:
+        st = os.fstat(fileno())
+        if not stat.S_ISREG(st.st_mode):
+            return None
+        return max(0, st.st_size - int(tell()))
+    except (OSError, ValueError):
+        return None
+
+
+def _fill(f: _Readable, buf: bytearray, got: int) -> int:
+    """Read into ``buf[got:]`` until it is full or the file ends; return the bytes held."""
+    view = memoryview(buf)
+    try:
+        while got < len(buf):
             n = f.readinto(view[got:])
             if not n:
                 break
             got += n
+    finally:
         view.release()
+    return got
+
+
+def _chunks_from_file(f: _Readable, size: int) -> Iterator[bytes | bytearray]:
+    # Buffers are sized by the bytes left (+1 to see EOF in one read), so a folder of small
+    # files does not allocate and zero a whole chunk per file; a file that grows is still read.
+    emitted = False
+    left = _bytes_left(f)
+    while True:
+        buf = bytearray(size if left is None else min(size, left + 1))
+        got = _fill(f, buf, 0)
+        while got == len(buf) < size:  # more than the hint said
+            buf.extend(bytes(min(size, 2 * len(buf)) - len(buf)))
+            got = _fill(f, buf, got)
+        if left is not None:
+            left = max(0, left - got)
         if got == size:
             emitted = True
             yield buf

@@ -6,12 +6,16 @@ runs ``ipfs-unixfs-importer`` under the unixfs-v1-2025 profile); nothing large i
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 from pathlib import Path
 
 import pytest
 from content_streams import oracle
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from infernet_ref.content.builder import (
     SHARD_THRESHOLD,
@@ -21,10 +25,11 @@ from infernet_ref.content.builder import (
     cid_for_bytes,
     directory_node,
 )
+from infernet_ref.content.chunker import iter_chunks
 from infernet_ref.content.cid import CID, Codec, parse_cid
-from infernet_ref.content.dagpb import decode_node
-from infernet_ref.content.errors import PathError, UnixFsError
-from infernet_ref.content.hamt import HashStream
+from infernet_ref.content.dagpb import PBLink, PBNode, decode_node, encode_node
+from infernet_ref.content.errors import BlockNotFound, ContentError, PathError, UnixFsError
+from infernet_ref.content.hamt import HashStream, list_steps, lookup_steps, parse_shard, run_sync
 from infernet_ref.content.murmur3 import hamt_hash, murmur3_x64_128
 from infernet_ref.content.rangefetch import StoreSource
 from infernet_ref.content.reader import (
@@ -36,7 +41,7 @@ from infernet_ref.content.reader import (
 )
 from infernet_ref.content.safetensors_fetch import list_directory
 from infernet_ref.content.store import BlockStore
-from infernet_ref.content.unixfs import DataType, decode_unixfs
+from infernet_ref.content.unixfs import DataType, UnixFSData, decode_unixfs, encode_unixfs
 
 # Published MurmurHash3_x64_128 (seed 0) values, as (h1, h2): SMHasher / Go spaolacci/murmur3.
 MURMUR_VECTORS = [
@@ -217,3 +222,160 @@ def test_build_directory_rejects_bad_names_when_sharding() -> None:
     entries["a/b"] = DagEntry(leaf, 1, 1)
     with pytest.raises(PathError):
         build_directory(entries, threshold=100)
+
+
+# --- hostile shards: the parser and walkers give typed errors only ---------------------------
+
+_LEAF = CID.for_block(Codec.RAW, b"leaf")
+
+
+def _shard_block(
+    links: list[PBLink], bitfield: bytes, *, hash_type: int = 0x22, fanout: int = 256
+) -> bytes:
+    fs = UnixFSData(DataType.HAMT_SHARD, data=bitfield, hash_type=hash_type, fanout=fanout)
+    return encode_node(links=links, data=encode_unixfs(fs))
+
+
+def _walk_both(root: CID, blocks: dict[CID, bytes], name: str) -> None:
+    def get(c: CID) -> bytes:
+        if c not in blocks:
+            raise BlockNotFound(str(c))
+        return blocks[c]
+
+    for steps in (list_steps(root, blocks[root]), lookup_steps(root, blocks[root], name)):
+        with contextlib.suppress(ContentError):
+            run_sync(steps, get)  # type: ignore[arg-type]
+
+
+def _valid_hamt() -> tuple[CID, dict[CID, bytes]]:
+    blocks: dict[CID, bytes] = {}
+    entries = {f"e{i}": DagEntry(_LEAF, 4, 4) for i in range(80)}
+    root = build_directory(entries, blocks.__setitem__, threshold=100).cid
+    return root, blocks
+
+
+_VALID_ROOT, _VALID_BLOCKS = _valid_hamt()
+_POOL = [_LEAF, _VALID_ROOT, *_VALID_BLOCKS]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    labels=st.lists(
+        st.one_of(
+            st.text(max_size=6),
+            st.sampled_from(["00", "0", "FF", "ff", "1G", "100", "00/..", "01..", "0A", "0Ae1"]),
+        ),
+        max_size=8,
+    ),
+    targets=st.lists(st.sampled_from(_POOL), min_size=8, max_size=8),
+    bitfield=st.binary(max_size=40),
+    hash_type=st.sampled_from([0x22, 0x23, 0]),
+    fanout=st.sampled_from([256, 255, 0, 1, 16, 2048]),
+    name=st.text(max_size=4),
+    derive=st.booleans(),
+)
+def test_hostile_shard_nodes_give_typed_errors(
+    *,
+    labels: list[str],
+    targets: list[CID],
+    bitfield: bytes,
+    hash_type: int,
+    fanout: int,
+    name: str,
+    derive: bool,
+) -> None:
+    links = [PBLink(t, lb, 1) for lb, t in zip(labels, targets, strict=False)]
+    if derive:  # a bitfield that agrees with the labels, so the label checks are reached
+        bits = 0
+        for lb in labels:
+            with contextlib.suppress(ValueError):
+                bits |= 1 << int(lb[:2], 16) if len(lb) >= 2 and lb[:2].isalnum() else 0
+        bitfield = bits.to_bytes(max(1, (bits.bit_length() + 7) // 8), "big")
+    block = _shard_block(links, bitfield, hash_type=hash_type, fanout=fanout)
+    root = CID.for_block(Codec.DAG_PB, block)
+    _walk_both(root, {**_VALID_BLOCKS, root: block}, name)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300), st.sampled_from(sorted(_VALID_BLOCKS, key=str)))
+def test_random_bytes_in_a_hamt_give_typed_errors(junk: bytes, victim: CID) -> None:
+    """Any block of a valid HAMT replaced by junk (as if unverified): typed errors only."""
+    _walk_both(_VALID_ROOT, {**_VALID_BLOCKS, victim: junk}, "e3")
+
+
+def test_entry_in_wrong_bucket_is_refused() -> None:
+    idx = HashStream(b"moved").index(0, 8) ^ 1
+    block = _shard_block([PBLink(_LEAF, f"{idx:02X}moved", 4)], (1 << idx).to_bytes(32, "big"))
+    root = CID.for_block(Codec.DAG_PB, block)
+    with pytest.raises(UnixFsError, match="wrong bucket"):
+        run_sync(list_steps(root, block), {}.__getitem__)
+
+
+@pytest.mark.parametrize(
+    ("links", "bitfield", "match"),
+    [
+        ([("01a", _LEAF)], 1 << 2, "not in the bitfield"),
+        ([("01a", _LEAF)], (1 << 1) | (1 << 5), "buckets"),
+        ([("02a", _LEAF), ("01b", _LEAF)], 6, "out of order"),
+        ([("xya", _LEAF)], 1, "bucket prefix"),
+        ([("01..", _LEAF)], 2, "invalid entry name"),
+    ],
+)
+def test_bitfield_and_label_mismatches(
+    links: list[tuple[str, CID]], bitfield: int, match: str
+) -> None:
+    raw = [PBLink(c, n, 1) for n, c in links]
+    node = PBNode(
+        tuple(raw),
+        encode_unixfs(
+            UnixFSData(
+                DataType.HAMT_SHARD, data=bitfield.to_bytes(32, "big"), hash_type=0x22, fanout=256
+            )
+        ),
+    )
+    root = CID.for_block(Codec.DAG_PB, b"x")
+    with pytest.raises(UnixFsError, match=match):
+        parse_shard(root, node, decode_unixfs(node.data or b""))
+
+
+def test_shard_cycle_and_depth_are_bounded() -> None:
+    # cycle: A's only bucket points at B, and (unverified) B's bytes are A's again
+    b_cid = CID.for_block(Codec.DAG_PB, b"b")
+    a_block = _shard_block([PBLink(b_cid, "00", 1)], b"\x01")
+    a_cid = CID.for_block(Codec.DAG_PB, a_block)
+    blocks = {a_cid: a_block, b_cid: a_block}
+    with pytest.raises(UnixFsError, match="twice"):
+        run_sync(list_steps(a_cid, a_block), blocks.__getitem__)
+    # depth: a chain of 70 single-bucket sub-shards along the hash path of "deep"
+    hs = HashStream(b"deep")
+    chain: dict[CID, bytes] = {}
+    child = _LEAF
+    for depth in reversed(range(70)):
+        idx = hs.index(depth, 8)
+        label = f"{idx:02X}" + ("deep" if child == _LEAF else "")
+        block = _shard_block([PBLink(child, label, 1)], (1 << idx).to_bytes(32, "big"))
+        child = CID.for_block(Codec.DAG_PB, block)
+        chain[child] = block
+    for steps in (list_steps(child, chain[child]), lookup_steps(child, chain[child], "deep")):
+        with pytest.raises(UnixFsError, match="deeper"):
+            run_sync(steps, chain.__getitem__)  # type: ignore[arg-type]
+
+
+def test_small_file_buffers_still_read_a_file_that_grew(tmp_path: Path) -> None:
+    """Chunk buffers are sized from fstat (folders of small files); a stale size is no limit."""
+    p = tmp_path / "f"
+    p.write_bytes(b"abc")
+    data = b"abc" + b"x" * 5000 + b"y" * (3 << 20)
+
+    class Stale:  # fstat says 3 bytes, the reads deliver more (a file that grew meanwhile)
+        def __init__(self, f: io.FileIO) -> None:
+            self.f, self.body = f, io.BytesIO(data)
+            self.fileno, self.tell = f.fileno, self.body.tell
+
+        def readinto(self, b: memoryview) -> int:
+            return self.body.readinto(b)
+
+    with p.open("rb", buffering=0) as f:
+        got = [bytes(c) for c in iter_chunks(Stale(f))]  # type: ignore[arg-type]
+    assert b"".join(got) == data
+    assert [len(c) for c in got[:-1]] == [1 << 20] * (len(got) - 1)
