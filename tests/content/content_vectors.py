@@ -101,10 +101,70 @@ def dagpb_vectors() -> dict[str, list[dict[str, Any]]]:
     }
 
 
+MURMUR_INPUTS = [
+    "",
+    "hello",
+    "The quick brown fox jumps over the lazy dog",
+    "x" * 15,
+    "x" * 16,
+    "x" * 17,
+    "model.safetensors",
+    "ünïcode",
+]
+
+
+def hamt_names(pattern: str, count: int) -> list[str]:
+    """Entry names of a HAMT vector: ``short`` = ``n0..``; ``long`` = 5 digits + an 80-byte tail."""
+    if pattern == "short":
+        return [f"n{i}" for i in range(count)]
+    return [f"{i:05d}-" + "model-shard-with-a-rather-long-file-name" * 2 for i in range(count)]
+
+
+HAMT_DIRS = [  # (name, pattern, count, threshold or None for the profile's)
+    ("short_200_threshold_1000", "short", 200, 1000),
+    ("short_5_threshold_100", "short", 5, 100),
+    ("long_2001_profile_flat", "long", 2001, None),
+    ("long_2002_profile_hamt", "long", 2002, None),
+]
+
+
+def hamt_vectors() -> dict[str, Any]:
+    from infernet_ref.content.builder import SHARD_THRESHOLD, DagEntry, build_directory
+    from infernet_ref.content.murmur3 import murmur3_x64_128
+
+    murmur = []
+    for text in MURMUR_INPUTS:
+        h1, h2 = murmur3_x64_128(text.encode())
+        murmur.append({"utf8": text, "h1": f"{h1:016x}", "h2": f"{h2:016x}"})
+    dirs = []
+    for name, pattern, count, threshold in HAMT_DIRS:
+        blocks: dict[CID, bytes] = {}
+        entries = {
+            n: DagEntry(CID.for_block(Codec.RAW, n.encode()), len(n), len(n))
+            for n in hamt_names(pattern, count)
+        }
+        root = build_directory(entries, blocks.__setitem__, threshold=threshold or SHARD_THRESHOLD)
+        root_block = blocks[root.cid]
+        dirs.append(
+            {
+                "name": name,
+                "names": pattern,
+                "count": count,
+                "threshold": threshold or SHARD_THRESHOLD,
+                "cid": str(root.cid),
+                "tsize": root.tsize,
+                "blocks": len(blocks),
+                "root_hex": root_block.hex() if len(root_block) <= 8192 else None,
+            }
+        )
+    return {"murmur3_x64_128": murmur, "directories": dirs}
+
+
 def write() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / "files.json").write_text(json.dumps(file_vectors(), indent=2) + "\n")
     (OUT / "dagpb.json").write_text(json.dumps(dagpb_vectors(), indent=2) + "\n")
+    (OUT / "hamt.json").write_text(json.dumps(hamt_vectors(), indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -43,6 +43,7 @@ from infernet_ref.content.safetensors_fetch import list_directory
 from infernet_ref.content.store import BlockStore
 from infernet_ref.content.unixfs import DataType, UnixFSData, decode_unixfs, encode_unixfs
 
+HAMT_VECTORS = Path(__file__).parents[2] / "spec/vectors/content/hamt.json"
 # Published MurmurHash3_x64_128 (seed 0) values, as (h1, h2): SMHasher / Go spaolacci/murmur3.
 MURMUR_VECTORS = [
     (b"", 0, 0),
@@ -108,6 +109,10 @@ def test_default_threshold_under_and_over_match_js(tmp_path: Path) -> None:
     sharded = build_path(d, store.sink)
     assert str(sharded.cid) == _oracle_tree(d)["big"]
     assert _kind(store, sharded.cid) == DataType.HAMT_SHARD
+    vectors = {v["name"]: v for v in json.loads(HAMT_VECTORS.read_text())["directories"]}
+    assert under == vectors["long_2001_profile_flat"]["count"]
+    assert str(flat.cid) == vectors["long_2001_profile_flat"]["cid"]
+    assert str(sharded.cid) == vectors["long_2002_profile_hamt"]["cid"]
     listed = directory_entries(store, sharded.cid)
     assert [n for n, _ in listed] == sorted(names[: under + 1])
     assert all(lk.cid == entries[n].cid for n, lk in listed)

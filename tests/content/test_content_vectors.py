@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 from content_streams import oracle
-from content_vectors import BIG, OUT, dagpb_vectors, file_vectors, write
+from content_vectors import BIG, OUT, dagpb_vectors, file_vectors, hamt_names, hamt_vectors, write
 
 from infernet_ref.content.cid import CID, Codec
 from infernet_ref.content.dagpb import decode_node, encode_node
@@ -20,6 +21,7 @@ if os.environ.get("INFERNET_WRITE_VECTORS"):  # `make vectors`
     write()
 FILES = json.loads((OUT / "files.json").read_text())
 DAGPB = json.loads((OUT / "dagpb.json").read_text())
+HAMT = json.loads((OUT / "hamt.json").read_text())
 
 
 def test_small_file_vectors_are_current() -> None:
@@ -55,3 +57,26 @@ def test_dagpb_vectors_match_js_codec() -> None:
             got = res["node"]
             assert [lk["cid"] for lk in got["links"]] == [str(lk.cid) for lk in node.links]
             assert got["data"] == (node.data.hex() if node.data is not None else None)
+
+
+def test_hamt_vectors_are_current() -> None:
+    assert hamt_vectors() == HAMT
+    for v in HAMT["directories"]:
+        if v["root_hex"] is not None:
+            assert str(CID.for_block(Codec.DAG_PB, bytes.fromhex(v["root_hex"]))) == v["cid"]
+
+
+@pytest.mark.interop
+def test_hamt_vectors_match_js_importer(tmp_path: Path) -> None:
+    """The small HAMT vectors, imported from disk by the JS importer with their threshold."""
+    murmur = oracle("murmur", stdin=json.dumps([m["utf8"] for m in HAMT["murmur3_x64_128"]]))
+    assert [r["hex"] for r in murmur] == [m["h1"] + m["h2"] for m in HAMT["murmur3_x64_128"]]
+    for v in HAMT["directories"]:
+        if v["count"] > 500:
+            continue  # the profile-threshold pair is checked by test_content_hamt
+        d = tmp_path / v["name"]
+        d.mkdir()
+        for n in hamt_names(v["names"], v["count"]):
+            (d / n).write_bytes(n.encode())
+        js = oracle("dir", str(d), str(v["threshold"]))
+        assert js[-1]["cid"] == v["cid"], v["name"]
