@@ -130,9 +130,15 @@ class LookupOp(Operation):
     def _pump(self, core: DHTCore, now: float) -> None:
         if self.finished:
             return
-        for c in self.lookup.next_queries():
-            if not self._query(core, c, now):
-                self.lookup.on_fail(c)
+        batch = self.lookup.next_queries()
+        while batch:  # a skipped candidate frees its slot for the next one
+            skipped = False
+            for c in batch:
+                # spec/dht.md §Timeouts: an address that just timed out is not asked again.
+                if core.presumed_dead(c.addr, now) or not self._query(core, c, now):
+                    self.lookup.on_fail(c)
+                    skipped = True
+            batch = self.lookup.next_queries() if skipped else []
         quorum_met = self.quorum and len(self._value_nodes) + self._local >= self.quorum
         if self.lookup.done or quorum_met:
             self._finish(core, now)

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import hashlib
 
-from coincurve import PrivateKey
-
-from infernet_ref.nostr import schnorr_verify
+from infernet_ref.nostr import Signer, schnorr_verify
 
 _CHALLENGE = b"infernet/dht/v2/challenge\x00"
 _LEAVE = b"infernet/dht/v1/leave\x00"
@@ -34,18 +32,19 @@ def leave_digest(recipient_id: bytes, ts: int) -> bytes:
 
 
 class Prover:
-    """Holds the node key (parsed once) and answers challenges."""
+    """Holds the node key and answers challenges. The BIP-340 keypair is computed once (a
+    node signs a proof for every new contact, so this is on the hot path)."""
 
-    __slots__ = ("_key", "node_id", "public_key")
+    __slots__ = ("_signer", "node_id", "public_key")
 
     def __init__(self, secret_key: bytes) -> None:
-        self._key = PrivateKey(secret_key)
-        self.public_key: bytes = self._key.public_key_xonly.format()
+        self._signer = Signer(secret_key)
+        self.public_key: bytes = self._signer.public_key
         self.node_id: bytes = hashlib.sha256(self.public_key).digest()
 
     def sign(self, digest: bytes, aux: bytes) -> bytes:
         """BIP-340 signature of a 32-byte digest with caller-supplied aux randomness."""
-        return bytes(self._key.sign_schnorr(digest, aux))
+        return self._signer.sign(digest, aux)
 
 
 def verify_proof(pk: bytes, sig: bytes, digest: bytes) -> bytes | None:

@@ -45,6 +45,7 @@ class DHTConfig:
     max_timeout: float = 1.0
     initial_timeout: float = 1.0
     hard_timeout: float = 4.0
+    dead_ttl: float = 60.0
     refresh_interval: float = 3600.0
     health_interval: float = 900.0
     republish_interval: float = 3600.0
@@ -73,6 +74,9 @@ class Peer:
     srtt: float | None = None
     rttvar: float = 0.0
     token: bytes | None = None
+    #: Until when lookups skip this address: it let a query reach its hard deadline unanswered
+    #: and has sent nothing since (spec/dht.md §Timeouts).
+    dead_until: float = 0.0
 
 
 @dataclass(slots=True)
@@ -260,10 +264,15 @@ class DHTCore:
         if p is not None and p.srtt is not None:
             rto = p.srtt + 4 * p.rttvar
         elif self.srtt_all is not None:
-            rto = 2 * (self.srtt_all + 4 * self.rttvar_all)
+            rto = self.srtt_all + 4 * self.rttvar_all
         else:
             rto = cfg.initial_timeout
         return min(cfg.max_timeout, max(cfg.min_timeout, rto))
+
+    def presumed_dead(self, addr: Addr, now: float) -> bool:
+        """Whether ``addr`` recently let a query time out and has not been heard from since."""
+        p = self.peers.get(addr)
+        return p is not None and p.dead_until > now
 
     def _sample_rtt(self, p: Peer, rtt: float) -> None:
         if p.srtt is None:
@@ -343,6 +352,9 @@ class DHTCore:
                 )
             return
         if dg.y == Kind.QUERY:
+            p = self.peers.get(addr)
+            if p is not None:
+                p.dead_until = 0.0  # it is alive after all
             handle_query(self, dg, addr, now)
         else:
             self._on_reply(dg, addr, now)
@@ -367,6 +379,7 @@ class DHTCore:
         del self.pending[dg.t]
         self._release(req)
         p = self.peer(addr)
+        p.dead_until = 0.0
         self._sample_rtt(p, max(0.0, now - req.sent_at))
         if dg.y == Kind.ERROR:
             self._fail(req, now)
@@ -431,6 +444,9 @@ class DHTCore:
                 continue
             req.done = True
             del self.pending[t]
+            p = self.peers.get(req.addr)
+            if p is not None:
+                p.dead_until = now + self.config.dead_ttl
             self._fail(req, now)
         if now >= self.next_maintenance and not self.closed:
             self.next_maintenance = now + self.config.maintenance_tick

@@ -231,14 +231,36 @@ class RoutingTable:
     def closest(
         self, target: bytes, n: int | None = None, *, include_failing: bool = False
     ) -> list[Contact]:
-        """The ``n`` (default k) contacts nearest to ``target`` by XOR distance (paper §2.1)."""
+        """The ``n`` (default k) contacts nearest to ``target`` by XOR distance (paper §2.1).
+
+        Only the buckets that can hold them are scanned. With ``L`` the prefix length the
+        target shares with our ID, the buckets fall into distance classes that do not overlap:
+        bucket ``L`` (nearest), then every bucket deeper than ``L`` together, then buckets
+        ``L-1``, ``L-2``, ... each farther than the last; whole classes are taken until ``n``
+        contacts are in the pool, then the pool is sorted.
+        """
+        n = n or self.k
         t = int.from_bytes(target, "big")
-        pool = (
-            self._index.values()
-            if include_failing
-            else (c for c in self._index.values() if c.fails == 0)
-        )
-        return heapq.nsmallest(n or self.k, pool, key=lambda c: c.int_id ^ t)
+        d = self.own_int ^ t
+        lcp = ID_BITS - d.bit_length()  # ID_BITS when the target is our own ID
+        buckets = self.buckets
+        pool: list[Contact] = []
+
+        def take(bs: list[_Bucket]) -> None:
+            for b in bs:
+                pool.extend(
+                    b.contacts if include_failing else [c for c in b.contacts if c.fails == 0]
+                )
+
+        if lcp < ID_BITS:
+            take([buckets[lcp]])
+            if len(pool) < n:
+                take(buckets[lcp + 1 :])
+        for i in range(min(lcp, ID_BITS) - 1, -1, -1):
+            if len(pool) >= n:
+                break
+            take([buckets[i]])
+        return heapq.nsmallest(n, pool, key=lambda c: c.int_id ^ t)
 
     def deepest_bucket(self) -> int:
         """Index of the deepest non-empty bucket (-1 when the table is empty)."""

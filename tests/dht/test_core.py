@@ -341,3 +341,23 @@ def test_disjoint_get_survives_lying_nodes() -> None:
         assert all(v["content"] != "forged" for v in res.values)
         ok += [v["id"] for v in res.values] == [ev["id"]]
     assert ok == 20
+
+
+def test_timed_out_address_is_skipped_until_heard_from() -> None:
+    """spec/dht.md §Timeouts: after a hard timeout, lookups skip the address for a while."""
+    net = joined_net(30)
+    (a_addr, a), (b_addr, b) = list(net.cores.items())[1:3]
+    assert b.node_id in a.table
+    net.dropped.add(b_addr)
+    net.run(a, a.find_node(b.node_id, net.now))
+    net.advance(a.config.hard_timeout + 1)
+    assert a.presumed_dead(b_addr, net.now)
+    for c in a.table.contacts():  # let the table offer b again, as a peer's answer would
+        c.fails = 0
+    start = len(net.log)
+    net.run(a, a.find_node(b.node_id, net.now))
+    assert not [1 for src, dst, _ in net.log[start:] if src == a_addr and dst == b_addr]
+    net.dropped.discard(b_addr)
+    net.run(b, b.find_node(a.node_id, net.now))  # b queries a: alive after all
+    assert not a.presumed_dead(b_addr, net.now)
+    assert not a.presumed_dead(b_addr, net.now + a.config.dead_ttl)

@@ -53,6 +53,33 @@ def test_closest_matches_brute_force() -> None:
     assert all(len(b.contacts) <= 20 for b in t.buckets)
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    st.integers(0, 2**32),
+    st.integers(0, ID_BITS),
+    st.integers(1, 70),
+    st.booleans(),
+)
+def test_closest_scans_buckets_like_brute_force(
+    seed: int, target_depth: int, n: int, include_failing: bool
+) -> None:
+    """The bucket-class scan of :meth:`RoutingTable.closest` equals sorting every contact."""
+    rng = random.Random(seed)
+    t = RoutingTable(_id(rng), k=8)
+    for i in range(300):  # contacts at every depth, shallow ones more often (as in a real table)
+        depth = min(int(rng.expovariate(0.3)), ID_BITS - 1)
+        t.update(_in_bucket(t, depth, rng), (f"10.{i // 250}.{i % 250}.1", 4000), 1.0)
+    for c in t.contacts():
+        if rng.random() < 0.2:
+            c.fails = 1
+    target = t.own_id if target_depth == ID_BITS else _in_bucket(t, target_depth, rng)
+    pool = [c for c in t.contacts() if include_failing or c.fails == 0]
+    ti = int.from_bytes(target, "big")
+    want = sorted(pool, key=lambda c: c.int_id ^ ti)[:n]
+    got = t.closest(target, n, include_failing=include_failing)
+    assert [c.node_id for c in got] == [c.node_id for c in want]
+
+
 def test_full_bucket_pings_lrs_then_evicts_on_failure() -> None:
     rng = random.Random(4)
     t = RoutingTable(bytes(32), k=3)
