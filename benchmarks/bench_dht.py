@@ -189,10 +189,19 @@ async def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             res = await node.get_result(key, paths=paths)
             lat.append(time.perf_counter() - t0)
             hops.append(res.hops)
-            oks.append(
-                any(v["id"] == ev["id"] for v in res.values)
-                and all(v["content"] != "forged" for v in res.values)
+            ok = any(v["id"] == ev["id"] for v in res.values) and all(
+                v["content"] != "forged" for v in res.values
             )
+            oks.append(ok)
+            if not ok:  # why: how many live honest replicas existed, how far the lookup went
+                holders = sum(
+                    1 for nd in nodes if not nd._closed and nd.core.store.get(key, time.time())
+                )
+                print(
+                    f"[{name}] failed get: {len(res.values)} values, {holders} live holders, "
+                    f"{res.queried} queried, {res.finished - res.started:.1f} s",
+                    file=sys.stderr,
+                )
 
         todo = [rng.choice(items) for _ in range(gets)]
         await gather_limited([one(k, e) for k, e in todo], conc)
@@ -452,9 +461,9 @@ def main() -> None:
             str(args.concurrency),
         ] + (["--join-refresh"] if args.join_refresh else [])
         print(f"running {impl} ...", file=sys.stderr, flush=True)
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        # The child's stderr (tracebacks, per-failure diagnostics) passes straight through.
+        proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, check=False)
         if proc.returncode != 0:
-            print(proc.stderr, file=sys.stderr)
             raise SystemExit(f"{impl} run failed")
         results[impl] = json.loads(proc.stdout.strip().splitlines()[-1])
     show(results)

@@ -68,7 +68,11 @@ def _serve(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         node = await DHTNode.create(
-            _secret(args), host=args.host, port=args.port, bootstrap=args.bootstrap
+            _secret(args),
+            host=args.host,
+            port=args.port,
+            bootstrap=args.bootstrap,
+            public_addresses=args.public_address,
         )
         host, port = node.address
         print(f"listening on udp://{host}:{port} node {node.node_id.hex()}", flush=True)
@@ -158,6 +162,15 @@ def register(sub: Any) -> None:
     s = dsub.add_parser("serve", help="run a DHT node")
     _common(s, port=4000)
     s.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
+    s.add_argument(
+        "--public-address",
+        type=_addr,
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="an address peers reach this node at besides the bound one (e.g. a NAT's "
+        "forwarded port); key proofs are signed only for these (spec/dht.md §Identity 2)",
+    )
     s.set_defaults(func=_serve)
     pp = dsub.add_parser("put", help="store a signed record")
     _common(pp)

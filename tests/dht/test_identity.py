@@ -96,3 +96,16 @@ def test_wildcard_bind_matches_any_ip_at_its_port() -> None:
     assert not h.owns_address(wire.pack_ip("203.0.113.7"), 4000 + 1)
     h.set_addresses([])
     assert not h.owns_address(wire.pack_ip("10.0.0.1"), 4000)  # unknown address: sign nothing
+
+
+async def test_udp_node_signs_for_its_bound_and_public_addresses() -> None:
+    from infernet_ref.dht import DHTNode
+
+    node = await DHTNode.create(bytes([7]) * 32, public_addresses=[("198.51.100.4", 4000)])
+    try:
+        host, port = node.address
+        assert node.core.owns_address(wire.pack_ip(host), port)
+        assert node.core.owns_address(wire.pack_ip("198.51.100.4"), 4000)
+        assert not node.core.owns_address(wire.pack_ip("198.51.100.4"), port)
+    finally:
+        await node.close()
