@@ -231,17 +231,36 @@ def _car(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cat(args: argparse.Namespace) -> int:
+def _target(store: Any, arg: str) -> Any:
+    """``CID`` or ``CID/a/b``: the CID at that path (flat and HAMT-sharded directories alike)."""
     from infernet_ref.content.cid import parse_cid  # noqa: PLC0415
+    from infernet_ref.content.reader import resolve_path  # noqa: PLC0415
+
+    head, _, path = arg.partition("/")
+    root = parse_cid(head)
+    return resolve_path(store, root, path) if path else root
+
+
+def _cat(args: argparse.Namespace) -> int:
     from infernet_ref.content.reader import file_size, read_range_local  # noqa: PLC0415
     from infernet_ref.content.store import BlockStore  # noqa: PLC0415
 
     with BlockStore(_store_dir(args)) as store:
-        c = parse_cid(args.cid)
+        c = _target(store, args.cid)
         size = file_size(c, store.get(c))
         a, _, b = (args.range or "0:").partition(":")
         start, end = int(a or 0), min(int(b) if b else size, size)
         sys.stdout.buffer.write(read_range_local(store, c, start, max(start, end)))
+    return 0
+
+
+def _ls(args: argparse.Namespace) -> int:
+    from infernet_ref.content.reader import directory_entries  # noqa: PLC0415
+    from infernet_ref.content.store import BlockStore  # noqa: PLC0415
+
+    with BlockStore(_store_dir(args)) as store:
+        for name, link in directory_entries(store, _target(store, args.cid)):
+            print(f"{link.cid}\t{link.tsize if link.tsize is not None else '-'}\t{name}")
     return 0
 
 
@@ -299,6 +318,8 @@ def register(sub: Any) -> None:
     p = cmd("import", _car, "import a CAR v1 file (blocks verified) and pin its roots")
     p.add_argument("file")
     p.set_defaults(car_command="import")
-    p = cmd("cat", _cat, "write a stored file (or --range A:B of it) to stdout")
-    p.add_argument("cid")
+    p = cmd("cat", _cat, "write a stored file (CID or CID/PATH; or --range A:B of it) to stdout")
+    p.add_argument("cid", metavar="CID[/PATH]")
     p.add_argument("--range", metavar="A:B")
+    p = cmd("ls", _ls, "list a stored directory (flat or HAMT-sharded): CID, Tsize, name")
+    p.add_argument("cid", metavar="CID[/PATH]")

@@ -74,3 +74,44 @@ def test_serve_and_get(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
         proc.wait(timeout=10)
         if proc.stderr is not None:
             proc.stderr.close()
+
+
+def test_hamt_folder_add_ls_cat_serve_get(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A folder past the profile's threshold (2002 long names): a HAMT end to end."""
+    d = tmp_path / "many"
+    (d / "sub").mkdir(parents=True)
+    names = [f"{i:05d}-" + "model-shard-with-a-rather-long-file-name" * 2 for i in range(2002)]
+    for n in names:
+        (d / n).write_bytes(n.encode())
+    (d / "sub" / "inner.txt").write_text("inner")
+    store = str(tmp_path / "s")
+    assert main(["content", "add", str(d), "--store", store]) == 0
+    root = capsys.readouterr().out.strip()
+    assert main(["content", "ls", root, "--store", store]) == 0
+    listed = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()]
+    assert listed == sorted([*names, "sub"])
+    assert main(["content", "cat", f"{root}/sub/inner.txt", "--store", store]) == 0
+    assert capsys.readouterr().out == "inner"
+    assert main(["content", "cat", f"{root}/{names[1234]}", "--store", store]) == 0
+    assert capsys.readouterr().out == names[1234]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "infernet_ref", "content", "serve", "--store", store],
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        url = proc.stderr.readline().split(" at ")[1].strip()
+        out = tmp_path / "out"
+        args = ["content", "get", root, "--out", str(out), "--provider", url]
+        assert main([*args, "--store", str(tmp_path / "c")]) == 0
+        assert sorted(p.name for p in out.iterdir()) == sorted([*names, "sub"])
+        assert (out / names[7]).read_bytes() == names[7].encode()
+        assert (out / "sub" / "inner.txt").read_text() == "inner"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stderr is not None:
+            proc.stderr.close()
