@@ -166,9 +166,11 @@ async def test_bad_provider_dropped_and_reported(tmp_path: Path) -> None:
     evil_store, _, _ = _source(tmp_path, "evil", data)
 
     class Evil(ContentServer):
-        def _load(self, cid: CID) -> bytes | None:
-            block = super()._load(cid)
-            return None if block is None else block[:-1] + bytes([block[-1] ^ 1])
+        def _load(self, cid: CID) -> tuple[bytearray, int] | None:
+            loaded = super()._load(cid)
+            if loaded is not None:
+                loaded[0][-1] ^= 1  # flip a bit of the block after it was verified
+            return loaded
 
     evil_cs = Evil(evil_store)
     evil = await serve(evil_cs.handle, compression=False, max_message_size=4 * MIB)

@@ -273,3 +273,16 @@ def test_car_interop_with_ipld_car(tmp_path: Path) -> None:
     assert n == made["blocks"]
     export_to_path(t, root, tmp_path / "out")
     assert (tmp_path / "out" / "big.bin").read_bytes() == (d / "big.bin").read_bytes()
+
+
+def test_get_framed_reads_in_place_and_verifies(tmp_path: Path) -> None:
+    s = BlockStore(tmp_path / "s", fsync=False)
+    data = gen_bytes(MIB + 5)
+    cid = s.put_block(data)
+    frame = s.get_framed(cid, lambda size: b"H" + str(size).encode())
+    assert bytes(frame) == b"H" + str(len(data)).encode() + data
+    next((tmp_path / "s" / "blocks").rglob(str(cid))).write_bytes(data[:-1] + bytes([data[-1] ^ 1]))
+    with pytest.raises(HashMismatch):
+        s.get_framed(cid, lambda size: b"")
+    with pytest.raises(BlockNotFound):
+        s.get_framed(CID.for_block(Codec.RAW, b"absent"), lambda size: b"")

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from infernet_ref.content.cid import CID
 from infernet_ref.content.errors import ContentError
 from infernet_ref.content.exchange.session import Fatal, SendText, ServerSession
-from infernet_ref.content.exchange.wire import encode_block_frame
+from infernet_ref.content.exchange.wire import block_frame_prefix
 from infernet_ref.content.store import BlockStore
 from infernet_ref.ws import ConnectionClosed, Server, WebSocket, serve
 
@@ -54,9 +54,16 @@ class ContentServer:
         self.stats = ServerStats()
         self.offload = (os.cpu_count() or 1) >= 4 if offload is None else offload
 
-    def _load(self, cid: CID) -> bytes | None:
-        try:
-            return self.store.get(cid)  # re-hashed: never pass on a corrupt block
+    def _load(self, cid: CID) -> tuple[bytearray, int] | None:
+        """``(frame, block size)`` for ``cid`` (the block read in place after its header)."""
+        sizes: list[int] = []
+
+        def prefix(size: int) -> bytes:
+            sizes.append(size)
+            return block_frame_prefix(cid, size)
+
+        try:  # re-hashed: never pass on a corrupt block
+            return self.store.get_framed(cid, prefix), sizes[0]
         except ContentError as exc:
             log.warning("not serving %s: %s", cid, exc)
             return None
@@ -112,21 +119,22 @@ class ContentServer:
                 await wake.wait()
                 continue
             if self.offload:
-                data = await loop.run_in_executor(None, self._load, entry.cid)
+                loaded = await loop.run_in_executor(None, self._load, entry.cid)
             else:
-                data = self._load(entry.cid)
-            if data is None or not entry.want_block:
-                text = session.answer(entry, data is not None)
-                if data is None:
+                loaded = self._load(entry.cid)
+            if loaded is None or not entry.want_block:
+                text = session.answer(entry, loaded is not None)
+                if loaded is None:
                     self.stats.dont_have += 1
                 if text is not None:
                     await ws.send(text)
                 continue
-            await ws.send(encode_block_frame(entry.cid, data))
+            frame, size = loaded
+            await ws.send(frame)
             self.stats.blocks_sent += 1
-            self.stats.bytes_sent += len(data)
+            self.stats.bytes_sent += size
             if self.on_send is not None:
-                self.on_send(entry.cid, len(data))
+                self.on_send(entry.cid, size)
 
 
 async def serve_content(

@@ -158,10 +158,15 @@ def body_cids(body: dict[str, Any]) -> list[CID]:
         raise ExchangeError(f"bad CID: {exc}", ErrorCode.MALFORMED) from None
 
 
+def block_frame_prefix(cid: CID, size: int) -> bytes:
+    """What precedes a block of ``size`` bytes in its frame: ``uvarint(len(header)) || header``."""
+    header = canonical_json({"cid": str(cid), "size": size})
+    return encode_uvarint(len(header)) + header
+
+
 def encode_block_frame(cid: CID, block: bytes | bytearray | memoryview) -> bytes:
     """One block frame: ``uvarint(len(header)) || header || block``."""
-    header = canonical_json({"cid": str(cid), "size": len(block)})
-    return b"".join((encode_uvarint(len(header)), header, block))
+    return b"".join((block_frame_prefix(cid, len(block)), block))
 
 
 def check_block_header(header: object) -> CID:
