@@ -97,6 +97,8 @@ class RoutingTable:
         self.buckets = [_Bucket(touched=now) for _ in range(ID_BITS)]
         self._index: dict[bytes, Contact] = {}
         self._by_addr: dict[Addr, bytes] = {}
+        #: No bucket deeper than this was ever filled (an upper bound; buckets may empty later).
+        self._top = -1
 
     def __len__(self) -> int:
         return len(self._index)
@@ -134,7 +136,8 @@ class RoutingTable:
         """
         if node_id == self.own_id:
             return Update.REJECTED, None
-        b = self.buckets[self.bucket_index(node_id)]
+        index = self.bucket_index(node_id)
+        b = self.buckets[index]
         b.touched = now
         old = self._index.get(node_id)
         if old is not None:
@@ -159,6 +162,7 @@ class RoutingTable:
         contact = Contact(node_id, addr, now, now)
         if len(b.contacts) < self.k:
             b.contacts.append(contact)
+            self._top = max(self._top, index)
             self._index[node_id] = contact
             self._by_addr[addr] = node_id
             return Update.ADDED, None
@@ -233,33 +237,25 @@ class RoutingTable:
     ) -> list[Contact]:
         """The ``n`` (default k) contacts nearest to ``target`` by XOR distance (paper §2.1).
 
-        Only the buckets that can hold them are scanned. With ``L`` the prefix length the
-        target shares with our ID, the buckets fall into distance classes that do not overlap:
-        bucket ``L`` (nearest), then every bucket deeper than ``L`` together, then buckets
-        ``L-1``, ``L-2``, ... each farther than the last; whole classes are taken until ``n``
-        contacts are in the pool, then the pool is sorted.
+        Only the buckets that can hold them are scanned. With ``d`` = our ID XOR the target,
+        the contacts of bucket ``j`` (those that differ from our ID first at bit ``j``) are at
+        distances that agree with ``d`` above bit ``j`` and differ from it at bit ``j``: the
+        buckets are disjoint distance ranges, ordered by ``d ^ 2**(255 - j)``. Whole buckets are
+        taken in that order until ``n`` contacts are in the pool, then the pool is sorted.
         """
         n = n or self.k
         t = int.from_bytes(target, "big")
         d = self.own_int ^ t
-        lcp = ID_BITS - d.bit_length()  # ID_BITS when the target is our own ID
         buckets = self.buckets
+        order = sorted(
+            (d ^ (1 << (ID_BITS - 1 - j)), j) for j in range(self._top + 1) if buckets[j].contacts
+        )
         pool: list[Contact] = []
-
-        def take(bs: list[_Bucket]) -> None:
-            for b in bs:
-                pool.extend(
-                    b.contacts if include_failing else [c for c in b.contacts if c.fails == 0]
-                )
-
-        if lcp < ID_BITS:
-            take([buckets[lcp]])
-            if len(pool) < n:
-                take(buckets[lcp + 1 :])
-        for i in range(min(lcp, ID_BITS) - 1, -1, -1):
+        for _, j in order:
             if len(pool) >= n:
                 break
-            take([buckets[i]])
+            cs = buckets[j].contacts
+            pool.extend(cs if include_failing else [c for c in cs if c.fails == 0])
         return heapq.nsmallest(n, pool, key=lambda c: c.int_id ^ t)
 
     def deepest_bucket(self) -> int:
