@@ -16,6 +16,7 @@ from infernet_ref.errors import InfernetError, LocalProtocolError
 from infernet_ref.nostr import (
     EventEncodingError,
     EventError,
+    Signer,
     check_event,
     event_id,
     public_key,
@@ -321,3 +322,115 @@ def test_signer_and_raw_key_sign_alike() -> None:
     assert sign_event(template("same"), Signer(SK), aux=AUX) == a
     assert sign_event(template("same"), PrivateKey(SK), aux=AUX) == a
     assert sign_event(template("same"), SK.hex(), aux=AUX) == a
+
+
+_SIGNER = Signer(SK)
+edge_strings = st.one_of(
+    st.text(max_size=8),
+    st.sampled_from(["", "\ud800", "x" * 65536, "x" * 65537, "é" * 65537, PK.upper()]),
+)
+edge_values = st.one_of(
+    json_values,
+    edge_strings,
+    st.sampled_from([0, -1, 2**32 - 1, 2**32, 65535, 65536, True, 1.0]),
+    st.lists(st.lists(edge_strings, max_size=3), max_size=3),
+    st.lists(st.lists(st.just("t"), min_size=64, max_size=65), min_size=1, max_size=1),
+    st.just([["t"]] * 2001),
+    st.just("c" * (1 << 20)),
+    st.just("c" * ((1 << 20) + 1)),
+)
+
+
+def _resign(ev: dict[str, Any]) -> dict[str, Any]:
+    """Give ``ev`` a valid id and signature over its fields, when they can be serialized."""
+    try:
+        digest = hashlib.sha256(
+            json.dumps(
+                [0, ev["pubkey"], ev["created_at"], ev["kind"], ev["tags"], ev["content"]],
+                ensure_ascii=False,
+                separators=(",", ":"),
+            ).encode()
+        ).digest()
+        ev["id"], ev["sig"] = digest.hex(), _SIGNER.sign(digest, AUX).hex()
+    except (TypeError, ValueError):
+        pass  # not serializable (lone surrogate, nan...): the schema or encoding refuses it
+    return ev
+
+
+@st.composite
+def resigned_events(draw: st.DrawFn) -> dict[str, Any]:
+    """Events whose signed fields are mutated (to edge values too) and then re-signed.
+
+    The id and signature hold whenever the mutated fields can be serialized at all, so
+    ``verify_event`` must decide by the shape rules alone: its verdict must be the schema's.
+    """
+    ev = copy.deepcopy(BASE)
+    for field in draw(st.sets(st.sampled_from(("created_at", "kind", "tags", "content")))):
+        ev[field] = draw(edge_values)
+    _resign(ev)
+    for field in draw(st.sets(st.sampled_from(("id", "pubkey", "sig")), max_size=1)):
+        ev[field] = draw(st.sampled_from([ev[field].upper(), " " + ev[field][1:], ev[field][:-2]]))
+    return ev
+
+
+def _verdicts_agree(ev: dict[str, Any]) -> bool:
+    """Assert verify_event == check_event == the schema (floats aside); return the verdict."""
+    try:
+        validate_data(ev, "nostr-event")
+        schema_ok = True
+    except InfernetError:
+        schema_ok = False
+    try:
+        check_event(ev)
+        checked = True
+    except EventError:
+        checked = False
+    assert verify_event(ev) is checked
+    # JSON Schema's "integer" admits 1.0; both check paths admit only JSON integers (a float
+    # would serialize as "1.0" and give another id than JSON.stringify's "1"), so floats differ.
+    floats = type(ev["created_at"]) is float or type(ev["kind"]) is float
+    if schema_ok and not floats:  # a well-formed re-signed event verifies unless unencodable
+        assert checked or "\ud800" in json.dumps(ev, ensure_ascii=False)
+    else:
+        assert not checked
+    return checked
+
+
+BOUNDARIES: list[tuple[str, Any, bool]] = [
+    ("tags", [["t", "x" * 65536]], True),
+    ("tags", [["t", "x" * 65537]], False),
+    ("tags", [["t", "é" * 65536]], True),
+    ("tags", [["é" * 65537]], False),
+    ("tags", [["a" * 40000, "b" * 40000]], True),
+    ("tags", [["t"] * 64], True),
+    ("tags", [["t"] * 65], False),
+    ("tags", [["t"]] * 2000, True),
+    ("tags", [["t"]] * 2001, False),
+    ("tags", [[]], False),
+    ("tags", [["t", 1]], False),
+    ("tags", [["t"], "t"], False),
+    ("tags", [], True),
+    ("content", "c" * (1 << 20), True),
+    ("content", "c" * ((1 << 20) + 1), False),
+    ("created_at", 2**32 - 1, True),
+    ("created_at", 2**32, False),
+    ("created_at", -1, False),
+    ("created_at", True, False),
+    ("created_at", 1.0, False),
+    ("kind", 65535, True),
+    ("kind", 65536, False),
+]
+
+
+@pytest.mark.parametrize(("field", "value", "valid"), BOUNDARIES)
+def test_fast_checks_at_every_limit(field: str, value: Any, valid: bool) -> None:
+    ev = _resign({**copy.deepcopy(BASE), field: value})
+    assert _verdicts_agree(ev) is valid
+    for hexfield in ("id", "pubkey", "sig"):  # upper-case hex is refused, though fromhex takes it
+        assert verify_event({**ev, hexfield: ev[hexfield].upper()}) is False
+
+
+@settings(max_examples=200, deadline=None)
+@given(resigned_events())
+def test_fast_checks_give_the_schema_verdict_on_signed_events(ev: dict[str, Any]) -> None:
+    _verdicts_agree(ev)
