@@ -199,6 +199,7 @@ class Node(ModelPublishing):
             max_sessions=int(res.get("max_concurrent_sessions", 16)),
             kv_block_size=int(res.get("kv_block_size", 16)),
             secret_key=self.sk,
+            device="cuda" if any(d["kind"] == "cuda" for d in res.get("devices", [])) else "cpu",
         )
         if any("path" not in m for m in self.cfg.raw.get("models", [])):
             self.fetch_task = asyncio.create_task(self._fetch_models())

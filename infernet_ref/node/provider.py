@@ -93,9 +93,11 @@ class Provider:
         max_sessions: int = 16,
         kv_block_size: int = 16,
         secret_key: bytes | None = None,
+        device: str = "cpu",
     ) -> None:
         self.models = {m.cid: m for m in models}
         self.sk = secret_key
+        self.device = device  # where workers put their stage (cpu, cuda, cuda:N)
         self.router: Router | None = None
         if secret_key is not None:
             from infernet_ref.nostr import public_key  # noqa: PLC0415
@@ -251,6 +253,7 @@ class Provider:
                 memory_limit_bytes=int(self.sandbox.get("memory_limit_bytes", 4 << 30)),
                 cpus=float(self.sandbox.get("cpus", 1)),
                 pids_limit=int(self.sandbox.get("pids_limit", 256)),
+                device=self.device,
             )
             self.log.info(
                 "provider.worker_start",

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import secrets
 import sys
 from dataclasses import dataclass
@@ -56,6 +57,7 @@ class WorkerArgs:
     rank: int
     world: int
     port: int
+    device: str = "cpu"
 
 
 def parse_args(argv: list[str]) -> WorkerArgs:
@@ -70,6 +72,7 @@ def parse_args(argv: list[str]) -> WorkerArgs:
     p.add_argument("--rank", type=int, default=0)
     p.add_argument("--world", type=int, default=0)
     p.add_argument("--port", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (spec/node-worker.md)")
     a = p.parse_args(argv)
     start, _, end = a.layers.partition(":")
     layers = (int(start or 0), int(end) if end else None)
@@ -83,6 +86,7 @@ def parse_args(argv: list[str]) -> WorkerArgs:
         a.rank,
         a.world or a.tp,
         a.port,
+        a.device,
     )
 
 
@@ -352,10 +356,15 @@ def load_stage(args: WorkerArgs) -> Any:
 
         init_group(args.rank, args.world, args.port)
         group = dist.group.WORLD
+    if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", args.device):
+        raise OpError("bad_request", f"device {args.device!r} is not cpu, cuda or cuda:N")
+    if args.device != "cpu" and args.world > 1:
+        raise OpError("bad_request", "tensor parallelism on CUDA is not built in this version")
     return PipelineStage.load(
         args.model_dir,
         layer_range,
         dtype=args.dtype,
+        device=args.device,
         num_blocks=args.kv_blocks,
         tp_group=group,
         max_sessions=MAX_SESSIONS,

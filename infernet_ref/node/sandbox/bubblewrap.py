@@ -99,6 +99,10 @@ class BubblewrapExecutor:
 
     async def start(self, spec: WorkerSpec) -> ProcessWorkerHandle:
         """Start one worker and wait until it answers ``ping`` (spec/node-worker.md §Worker)."""
+        if spec.device != "cpu":  # no GPU passthrough into this sandbox in this version
+            raise SandboxUnavailable(
+                f"{self.name}: CUDA workers run only with the in-process backend in this version"
+            )
         group = None
         if self._use_cgroups:
             group = cgroups.create(spec.memory_limit_bytes, spec.pids_limit, spec.cpus)

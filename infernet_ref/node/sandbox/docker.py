@@ -158,6 +158,10 @@ class DockerExecutor:
 
     async def start(self, spec: WorkerSpec) -> ProcessWorkerHandle:
         """Start one container and wait until the worker answers ``ping``."""
+        if spec.device != "cpu":  # no GPU passthrough into this sandbox in this version
+            raise SandboxUnavailable(
+                f"{self.name}: CUDA workers run only with the in-process backend in this version"
+            )
         name = f"infernet-worker-{secrets.token_hex(6)}"
         argv = docker_argv(spec, self._docker, self._image, name)
         proc = await asyncio.create_subprocess_exec(

@@ -10,6 +10,7 @@ the backends differ only in how the process is confined.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -77,6 +78,7 @@ class WorkerSpec:
     max_payload: int = 1 << 30
     start_timeout: float = 120.0
     extra_args: tuple[str, ...] = field(default=())
+    device: str = "cpu"  # cpu, cuda or cuda:N: where the stage's weights and KV cache live
 
     def __post_init__(self) -> None:
         if self.module not in WORKER_MODULES:
@@ -89,6 +91,8 @@ class WorkerSpec:
             raise LocalProtocolError("tp_size >= 1, cpus > 0 and pids_limit >= 8 are required")
         if self.memory_limit_bytes < 16 << 20:
             raise LocalProtocolError("memory_limit_bytes must be at least 16 MiB")
+        if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", self.device):
+            raise LocalProtocolError(f"device {self.device!r} is not cpu, cuda or cuda:N")
         for name, _ in self.env:
             if not name.startswith("INFERNET_"):
                 raise LocalProtocolError(f"worker env {name!r} must start with INFERNET_")
@@ -103,6 +107,8 @@ class WorkerSpec:
         args += ["--dtype", self.dtype, "--max-payload", str(self.max_payload)]
         if self.kv_blocks is not None:
             args += ["--kv-blocks", str(self.kv_blocks)]
+        if self.device != "cpu":
+            args += ["--device", self.device]
         return args + list(self.extra_args)
 
 
