@@ -99,9 +99,10 @@ def encode_header(
     return _H10(b0, m | 127, length)
 
 
-#: Unmasked payloads from this size on are written after their header instead of being
-#: concatenated with it (a copy of the payload costs more than a second ``write``).
-SPLIT_WRITE_SIZE = 256 * 1024
+#: Unmasked payloads from this size on are handed over after their header instead of being
+#: concatenated with it (the transport's writelines sends both without copying the payload
+#: where it has writev/sendmsg: uvloop, asyncio from Python 3.12; older asyncio joins them).
+SPLIT_WRITE_SIZE = 16 * 1024
 
 Buffer = bytes | bytearray | memoryview
 

@@ -3,7 +3,7 @@
 Masking is on the hot path of every frame a client sends and every frame a server receives.
 Three implementations, picked by size from measurements (``benchmarks/bench_ws.py --micro``):
 small payloads XOR as one big Python integer (fewest calls), mid-size ones as four strided
-``bytes.translate`` passes (one 256-byte XOR table per key byte), large ones as ``uint32`` words
+``bytes.translate`` passes (one 256-byte XOR table per key byte), large ones as ``uint64`` words
 in numpy (memory bandwidth). All return new ``bytes``; the input is untouched.
 """
 
@@ -52,28 +52,41 @@ def _mask_translate(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
     return bytes(out)
 
 
+#: From this size on the XOR starts at an 8-byte boundary of the source (an unaligned
+#: ``uint64`` view makes numpy buffer the whole pass: measured 6x slower at 1 MiB).
+ALIGN_THRESHOLD = 128 * 1024
+
+
 def _xor_scratch(data: bytes | bytearray | memoryview, key: bytes) -> Any:
     """``data`` XOR the repeated ``key`` in this thread's scratch buffer (a numpy view of it).
 
-    The scratch buffer is reused: a fresh buffer per call costs page faults that dominate the
-    XOR itself for large payloads (measured here: 1.7 ms against 0.1 ms at 1 MiB).
+    The body is XORed as ``uint64`` words with the key repeated twice, the bytes before an
+    8-byte boundary (large inputs) and the 0-7 trailing bytes one by one. The scratch buffer
+    is reused: a fresh buffer per call costs page faults that dominate the XOR itself for large
+    payloads (measured here: 1.7 ms against 0.1 ms at 1 MiB).
     """
     np = _numpy()
     n = len(data)
     scratch = getattr(_local, "scratch", None)
-    if scratch is None or len(scratch) < n:
-        scratch = np.empty(max(n, 2 * (0 if scratch is None else len(scratch))), dtype=np.uint8)
-        _local.scratch = scratch
-    out = scratch[:n]
+    if scratch is None or len(scratch) < n + 8:
+        size = max(n + 8, 2 * (0 if scratch is None else len(scratch)))
+        scratch = _local.scratch = np.empty(size, dtype=np.uint8)
     src = np.frombuffer(data, dtype=np.uint8)
-    body = n & ~3
+    skew = src.__array_interface__["data"][0] & 7 if n >= ALIGN_THRESHOLD else 0
+    lead = -skew & 7  # bytes before the source's next 8-byte boundary
+    out = scratch[skew : skew + n]  # so that out[lead:] is 8-byte aligned as well
+    key12 = key * 3
+    if lead:
+        out[:lead] = src[:lead] ^ np.frombuffer(key12, dtype=np.uint8)[:lead]
+    key8 = key12[lead & 3 : (lead & 3) + 8]
+    end = lead + ((n - lead) & ~7)
     np.bitwise_xor(
-        src[:body].view(np.uint32),
-        np.frombuffer(key, dtype=np.uint32)[0],
-        out=out[:body].view(np.uint32),
+        src[lead:end].view(np.uint64),
+        np.uint64(int.from_bytes(key8, "little")),
+        out=out[lead:end].view(np.uint64),
     )
-    if body != n:
-        out[body:] = src[body:] ^ np.frombuffer(key, dtype=np.uint8)[: n - body]
+    if end != n:
+        out[end:] = src[end:] ^ np.frombuffer(key8, dtype=np.uint8)[: n - end]
     return out
 
 

@@ -8,8 +8,8 @@ or copies what it keeps before returning. The core writes its automatic replies 
 a plain future. Reading pauses when ``max_queue`` messages (or ``max_queue_bytes``) wait
 unread, and when automatic replies (pongs) meet a write buffer above its high-water mark (so
 a peer that floods pings without reading cannot grow our buffers); it resumes below the
-low-water marks. ``send()`` writes each frame with one ``transport.write`` (two for a large
-unmasked payload, to avoid copying it) and awaits drain only when the transport asked to pause. Timers (keepalive
+low-water marks. ``send()`` writes each frame with one ``transport.write`` (a large unmasked
+payload goes with its header through ``writelines``, a writev where the loop has one) and awaits drain only when the transport asked to pause. Timers (keepalive
 ping/pong, close timeout) are ``loop.call_later`` handles owned here, never in the core.
 
 Closing (RFC 6455 §7.1): the server closes TCP first once both close frames crossed; a client
@@ -40,8 +40,8 @@ logger = logging.getLogger("infernet_ref.ws")
 
 DataLike = str | bytes | bytearray | memoryview
 
-#: Size of the per-thread read buffer handed to transports (asyncio's own recv size).
-READ_BUFFER_SIZE = 256 * 1024
+#: Size of the per-thread read buffer handed to transports: a 1 MiB frame fits one read.
+READ_BUFFER_SIZE = 2 * 1024 * 1024
 _reader = threading.local()
 
 
@@ -370,8 +370,11 @@ class WebSocket(asyncio.BufferedProtocol, metaclass=abc.ABCMeta):
             conn = self._writable()
             transport = self._transport
             assert transport is not None
-            for part in conn.send_message_parts(message):
-                transport.write(part)
+            parts = conn.send_message_parts(message)
+            if len(parts) == 1:
+                transport.write(parts[0])
+            else:  # header and payload: one writev/sendmsg where the transport has it
+                transport.writelines(parts)
             if self._write_paused:
                 await self._drain()
             return
@@ -404,8 +407,7 @@ class WebSocket(asyncio.BufferedProtocol, metaclass=abc.ABCMeta):
     async def _write_fragment(self, chunk: DataLike, *, fin: bool) -> None:
         conn = self._writable()
         assert self._transport is not None
-        for part in conn.send_fragment_parts(chunk, fin=fin):
-            self._transport.write(part)
+        self._transport.writelines(conn.send_fragment_parts(chunk, fin=fin))
         if self._write_paused:
             await self._drain()
 

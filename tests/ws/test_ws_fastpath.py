@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from websockets.speedups import apply_mask as ws_apply_mask
 
 from infernet_ref.ws.buffer import ByteQueue
 from infernet_ref.ws.connection import Connection, Role
@@ -22,6 +23,7 @@ from infernet_ref.ws.frames import (
     parse_frames,
     parse_single_frame,
 )
+from infernet_ref.ws.masking import apply_mask, mask_into
 
 SIZES = st.one_of(st.integers(0, 300), st.sampled_from([65535, 65536, 65537, 70001]))
 
@@ -100,3 +102,18 @@ def test_fast_path_takes_every_length_encoding() -> None:
                 wire, table, expect_masked=key is not None, max_frame_size=1 << 20
             )
             assert frame == Frame(2, payload)
+
+
+@given(
+    size=st.sampled_from([0, 1, 7, 8, 9, 2047, 2048, 131071, 131072, 131079, 300_001]),
+    offset=st.integers(0, 15),
+    key=st.binary(min_size=4, max_size=4),
+)
+@settings(max_examples=80, deadline=None)
+def test_masking_matches_websockets_at_every_alignment(size: int, offset: int, key: bytes) -> None:
+    """Views into a read buffer start anywhere; the uint64 pass realigns (oracle: websockets' C)."""
+    raw = bytearray(bytes(range(251)) * (size // 251 + 1) + bytes(16))
+    view = memoryview(raw)[offset : offset + size]
+    want = ws_apply_mask(bytes(view), key)
+    assert apply_mask(view, key) == want
+    assert mask_into(b"head", view, key) == b"head" + want
