@@ -9,6 +9,7 @@ a dag-pb block (``Qm...``); it is parsed and can be converted to v1, never emitt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 from enum import IntEnum
@@ -65,9 +66,7 @@ class CID:
         return b"\x01" + encode_uvarint(int(self.codec)) + self.multihash
 
     def __str__(self) -> str:
-        if self.version == 0:
-            return b58encode(self.multihash)
-        return "b" + b32encode(self.to_bytes())
+        return _cid_text(self.version, self.codec, self.digest)
 
     def to_v1(self) -> CID:
         return CID(1, self.codec, self.digest)
@@ -79,6 +78,15 @@ class CID:
 
     def matches(self, block: bytes | bytearray | memoryview) -> bool:
         return hashlib.sha256(block).digest() == self.digest
+
+
+@functools.lru_cache(maxsize=1 << 14)
+def _cid_text(version: int, codec: Codec, digest: bytes) -> str:
+    """The multibase text of a CID (cached: the exchange and store name each block many times)."""
+    cid = CID(version, codec, digest)
+    if version == 0:
+        return b58encode(cid.multihash)
+    return "b" + b32encode(cid.to_bytes())
 
 
 def _parse_multihash(data: bytes, offset: int) -> tuple[bytes, int]:

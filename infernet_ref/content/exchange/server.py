@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from infernet_ref.content.cid import CID
 from infernet_ref.content.errors import ContentError
+from infernet_ref.content.exchange.client import OFFLOAD_MIN_CPUS
 from infernet_ref.content.exchange.session import Fatal, SendText, ServerSession
 from infernet_ref.content.exchange.wire import block_frame_prefix
 from infernet_ref.content.store import BlockStore
@@ -52,7 +53,7 @@ class ContentServer:
         self.max_wants = max_wants
         self.on_send = on_send
         self.stats = ServerStats()
-        self.offload = (os.cpu_count() or 1) >= 4 if offload is None else offload
+        self.offload = (os.cpu_count() or 1) >= OFFLOAD_MIN_CPUS if offload is None else offload
 
     def _load(self, cid: CID) -> tuple[bytearray, int] | None:
         """``(frame, block size)`` for ``cid`` (the block read in place after its header)."""
