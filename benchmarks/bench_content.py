@@ -62,7 +62,7 @@ def _serve_proc(store_dir: str, q: mp.Queue) -> None:  # type: ignore[type-arg]
 
     async def main() -> None:
         srv, _ = await serve_content(BlockStore(store_dir, fsync=False))
-        q.put(srv.port)
+        q.put((os.getpid(), srv.port))
         await asyncio.Event().wait()
 
     asyncio.run(main())
@@ -133,7 +133,8 @@ def bench_transfer(size: int, tmp: Path) -> None:
     ]
     for p in procs:
         p.start()
-    ports = [q.get(timeout=60) for _ in procs]
+    by_pid = dict(q.get(timeout=60) for _ in procs)
+    ports = [by_pid[p.pid] for p in procs]  # ports[i] is served by procs[i] (for the CPU meter)
     try:
         for n in (1, 3):
             dst_dir = tmp / f"dst{n}"
