@@ -1,6 +1,7 @@
 """Content addressing and transfer (spec/content.md).
 
-CIDs identical to IPFS's ``unixfs-v1-2025`` profile, a streaming DAG builder, an on-disk block
+CIDs identical to IPFS's ``unixfs-v1-2025`` profile, a streaming DAG builder (flat and
+HAMT-sharded directories), an on-disk block
 store with pinning and GC, CAR v1 import/export, the block exchange protocol over the WebSocket
 layer, provider records in the DHT, byte-range and safetensors tensor fetch.
 """
@@ -15,6 +16,7 @@ from infernet_ref.content.builder import (
 )
 from infernet_ref.content.cid import CID, Codec, parse_cid
 from infernet_ref.content.exchange import ContentServer, ExchangeClient, serve_content
+from infernet_ref.content.reader import directory_entries, export_to_path, resolve_path
 from infernet_ref.content.safetensors_fetch import (
     fetch_tensors,
     layer_tensor_names,
@@ -34,11 +36,14 @@ __all__ = [
     "build_path",
     "cid_for_bytes",
     "cid_for_stream",
+    "directory_entries",
+    "export_to_path",
     "fetch",
     "fetch_tensors",
     "layer_tensor_names",
     "parse_cid",
     "read_range",
+    "resolve_path",
     "serve_content",
     "tensor_locations",
 ]
