@@ -8,6 +8,9 @@ Run: ``.venv/bin/python benchmarks/bench_content.py [--size-mib 256] [--transfer
    block store (goal: 500 MB/s).
 3. Peak RSS of a child process that adds a generated N GiB stream to a block store
    (constant-memory builder), against the RSS of the same process before the add.
+4. ``--dir-files N``: the CID of a folder of N small files (a HAMT past ~2000 long names),
+   ours vs the official JS importer (``tests/content/js/oracle.mjs dir``, node start included),
+   with the two root CIDs checked equal.
 """
 
 from __future__ import annotations
@@ -236,6 +239,36 @@ def bench_memory(gib: float, tmp: Path) -> None:
     )
 
 
+def bench_dir(n: int, tmp: Path) -> None:
+    import subprocess
+
+    from infernet_ref.content.builder import build_path
+
+    d = tmp / "dir"
+    d.mkdir()
+    for i in range(n):
+        name = f"{i:06d}-model-shard-file-name.bin"
+        (d / name).write_bytes(name.encode())
+    t = time.perf_counter()
+    ours = str(build_path(d).cid)
+    t_ours = time.perf_counter() - t
+    oracle = Path(__file__).resolve().parents[1] / "tests/content/js/oracle.mjs"
+    if not shutil.which("node") or not (oracle.parent / "node_modules").is_dir():
+        print(f"[dir] {n} files: ours {t_ours:.2f}s (JS importer not installed)")
+        return
+    t = time.perf_counter()
+    out = subprocess.run(
+        ["node", str(oracle), "dir", str(d)], capture_output=True, text=True, check=True
+    )
+    t_js = time.perf_counter() - t
+    js = out.stdout.strip().splitlines()[-1]
+    same = f'"cid":"{ours}"' in js
+    print(
+        f"[dir] {n} files: ours {t_ours:.2f}s, ipfs-unixfs-importer {t_js:.2f}s, "
+        f"ratio {t_js / t_ours:.2f}x; root CIDs equal: {same}"
+    )
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -243,7 +276,8 @@ def main() -> int:
     ap.add_argument("--size-mib", type=int, default=256)
     ap.add_argument("--transfer-mib", type=int, default=256)
     ap.add_argument("--stream-gib", type=float, default=4.0)
-    ap.add_argument("--only", choices=["cid", "transfer", "memory"])
+    ap.add_argument("--dir-files", type=int, default=5000)
+    ap.add_argument("--only", choices=["cid", "transfer", "memory", "dir"])
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs")
     tmp = Path(tempfile.mkdtemp(prefix="bench-content-"))
@@ -255,6 +289,8 @@ def main() -> int:
             bench_transfer(args.transfer_mib * MIB, tmp)
         if args.only in (None, "memory"):
             bench_memory(args.stream_gib, tmp)
+        if args.only in (None, "dir"):
+            bench_dir(args.dir_files, tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return 0
