@@ -10,6 +10,10 @@ import pytest
 from content_streams import MIB, gen_bytes
 
 from infernet_ref.cli import main
+from infernet_ref.content.cid import parse_cid
+from infernet_ref.content.dagpb import decode_node
+from infernet_ref.content.store import BlockStore
+from infernet_ref.content.unixfs import DataType, decode_unixfs
 
 HELLO = "bafkreifzjut3te2nhyekklss27nh3k72ysco7y32koao5eei66wof36n5e"
 
@@ -79,23 +83,29 @@ def test_serve_and_get(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_hamt_folder_add_ls_cat_serve_get(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A folder past the profile's threshold (2002 long names): a HAMT end to end."""
+    """A folder past the profile's threshold (900 names of 240 bytes): a HAMT end to end."""
     d = tmp_path / "many"
     (d / "sub").mkdir(parents=True)
-    names = [f"{i:05d}-" + "model-shard-with-a-rather-long-file-name" * 2 for i in range(2002)]
+    names = [f"{i:05d}-" + "w" * 234 for i in range(900)]
     for n in names:
         (d / n).write_bytes(n.encode())
     (d / "sub" / "inner.txt").write_text("inner")
     store = str(tmp_path / "s")
     assert main(["content", "add", str(d), "--store", store]) == 0
     root = capsys.readouterr().out.strip()
+    with BlockStore(store) as bs:
+        node = decode_node(bs.get(parse_cid(root)))
+    assert node.data is not None
+    assert decode_unixfs(node.data).type == DataType.HAMT_SHARD
     assert main(["content", "ls", root, "--store", store]) == 0
     listed = [line.split("\t")[2] for line in capsys.readouterr().out.splitlines()]
     assert listed == sorted([*names, "sub"])
     assert main(["content", "cat", f"{root}/sub/inner.txt", "--store", store]) == 0
     assert capsys.readouterr().out == "inner"
-    assert main(["content", "cat", f"{root}/{names[1234]}", "--store", store]) == 0
-    assert capsys.readouterr().out == names[1234]
+    assert main(["content", "cat", f"{root}/{names[789]}", "--store", store]) == 0
+    assert capsys.readouterr().out == names[789]
+    assert main(["content", "ls", f"{root}/sub", "--store", store]) == 0
+    assert capsys.readouterr().out.endswith("\tinner.txt\n")
     proc = subprocess.Popen(
         [sys.executable, "-m", "infernet_ref", "content", "serve", "--store", store],
         stderr=subprocess.PIPE,
