@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infernet_ref.errors import InfernetError
+from infernet_ref.node.batching import MAX_BATCH, Batcher
 from infernet_ref.node.errors import ErrorCode, JobProtocolError, StoreError
 from infernet_ref.node.jobstate import JobState
 from infernet_ref.node.log import JsonLog
@@ -107,6 +108,7 @@ class Provider:
         self.sandbox = sandbox
         self.max_sessions, self.kv_block_size = max_sessions, kv_block_size
         self.workers: dict[tuple[Any, ...], Any] = {}
+        self._batchers: dict[tuple[Any, ...], Batcher] = {}
         self._worker_locks: dict[tuple[Any, ...], asyncio.Lock] = {}
         self.sessions: dict[str, Session] = {}
         self.jobs: dict[str, ProviderJob] = {}
@@ -381,20 +383,36 @@ class Provider:
         if handle is None or not handle.alive:
             raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
         n = frame_tokens(payload, header=header)
-        req: dict[str, Any] = {"op": "stage.forward", "session": s.id}
+        fields: dict[str, Any] | None = None
         if sample is not None and s.route is not None:
-            req.update(sample, sample_index=s.position + n - s.route.prompt_tokens)
+            fields = {**sample, "sample_index": s.position + n - s.route.prompt_tokens}
         start = time.perf_counter()
-        reply = await self._worker_call(handle, req, payload)
+        reply, out = await self._batcher(s.worker_key).step(s.id, payload, n, fields)
         seconds = time.perf_counter() - start  # the worker call: sandbox channel included
         s.step += 1
         s.position += n
         self.steps_served += 1
-        out: bytes = reply["_payload"]
         token = reply.get("token")
         if sample is not None and not isinstance(token, int):
             raise JobProtocolError("the stage worker did not sample", ErrorCode.SANDBOX)
         return out, seconds, token
+
+    def _batcher(self, key: tuple[Any, ...]) -> Batcher:
+        """The step queue of the worker for ``key``: steps of concurrent sessions share forwards
+        (spec/node-worker.md stage.forward_batch); TP workers (key[3] > 1) take one at a time."""
+        batcher = self._batchers.get(key)
+        if batcher is None:
+
+            async def call(req: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+                handle = self.workers.get(key)
+                if handle is None or not handle.alive:
+                    raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
+                reply = await self._worker_call(handle, req, payload)
+                return reply, reply.pop("_payload")
+
+            batcher = Batcher(call, max_batch=1 if key[3] > 1 else MAX_BATCH)
+            self._batchers[key] = batcher
+        return batcher
 
     async def _inputs(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         """Stage 0 of a routed session starts (spec/job.md §Direct routing rule 1, §Replay)."""

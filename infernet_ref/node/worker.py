@@ -111,6 +111,34 @@ def _num(h: dict[str, Any], key: str, lo: float, hi: float, default: float) -> f
     return float(v)
 
 
+def split_batch(payload: bytes, count: int) -> list[bytes]:
+    """The ``count`` length-prefixed frames of a batch payload (spec/node-worker.md)."""
+    out, at = [], 0
+    for _ in range(count):
+        if at + 8 > len(payload):
+            raise OpError("bad_frame", "batch payload ends inside a length prefix")
+        n = int.from_bytes(payload[at : at + 8], "little")
+        if n > len(payload) - at - 8:
+            raise OpError("bad_frame", "batch payload ends inside a frame")
+        out.append(payload[at + 8 : at + 8 + n])
+        at += 8 + n
+    if at != len(payload):
+        raise OpError("bad_frame", f"{len(payload) - at} bytes after the batch's last frame")
+    return out
+
+
+def join_batch(frames: list[bytes]) -> bytes:
+    """The inverse of :func:`split_batch`."""
+    return b"".join(len(f).to_bytes(8, "little") + f for f in frames)
+
+
+def torch_stack_rows(rows: list[Any]) -> Any:
+    """Logits rows (each (V,) or (1, V)) as one fp32 (S, V) tensor for the sampler."""
+    import torch  # noqa: PLC0415
+
+    return torch.stack([r.float().reshape(-1) for r in rows])
+
+
 def _frame_session(payload: bytes) -> str | None:
     """The ``session`` in a frame's safetensors metadata; None when the header is unreadable.
 
@@ -192,6 +220,46 @@ class StageWorker:
         logits = frame.tensor.float().reshape(1, -1)
         return int(sample(logits, [params], [seed], [index])[0])
 
+    def _forward_batch(self, h: dict[str, Any], payload: bytes) -> Reply:
+        """Several sessions' frames in one forward (spec/node-worker.md stage.forward_batch)."""
+        from infernet_ref.runtime.frames import decode_frame, encode_frame  # noqa: PLC0415
+        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
+
+        if self.tp > 1:
+            raise OpError("bad_request", "batched forwards need a worker without followers")
+        sessions: list[str] = h["sessions"]  # the schema checked the shape
+        datas = split_batch(payload, len(sessions))
+        frames = []
+        for s, data in zip(sessions, datas, strict=True):
+            if s not in self.sessions:
+                raise OpError("unknown_session", f"session {s!r} is not open")
+            frame = decode_frame(data, max_size=self.args.max_payload)
+            if frame.session != s:
+                raise OpError("bad_frame", f"frame does not belong to session {s!r}")
+            frames.append(frame)
+        samples = h.get("samples")
+        if samples is not None and (not self.stage.is_last or len(samples) != len(sessions)):
+            raise OpError("bad_request", "samples: one per session, on the last stage only")
+        outs = self.stage.forward_frames(frames)  # checks every frame before running any
+        reply: dict[str, Any] = {"sessions": sessions, "seconds": self.stage.last_forward_seconds}
+        if samples is None:
+            return reply, join_batch([encode_frame(o, self.stage.wire_dtype) for o in outs])
+        params = [
+            SamplingParams(
+                max_tokens=1,
+                temperature=float(x["temperature"]),
+                top_k=int(x.get("top_k", 0)),
+                top_p=float(x.get("top_p", 1.0)),
+                seed=int(x["seed"]),
+            )
+            for x in samples
+        ]
+        logits = torch_stack_rows([o.tensor for o in outs])
+        seeds = [int(x["seed"]) for x in samples]
+        index = [int(x["sample_index"]) for x in samples]
+        reply["tokens"] = [int(t) for t in sample(logits, params, seeds, index).tolist()]
+        return reply, b""
+
     def _open(self, session: str, max_tokens: int) -> int:
         # checked here first so a refusal never reaches the followers (they must stay in step)
         if session in self.stage.sessions:
@@ -265,6 +333,8 @@ class StageWorker:
                 }, b""
             out = self._forward(payload)
             return {"session": s, "seconds": self.stage.last_forward_seconds}, out
+        if op == "stage.forward_batch":
+            return self._forward_batch(h, payload)
         if op == "stage.close":
             s = _session(h)
             known = s in self.sessions
