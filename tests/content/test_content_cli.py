@@ -83,10 +83,10 @@ def test_serve_and_get(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
 def test_hamt_folder_add_ls_cat_serve_get(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """A folder past the profile's threshold (900 names of 240 bytes): a HAMT end to end."""
+    """A folder past the profile's threshold (950 names of 240 bytes): a HAMT end to end."""
     d = tmp_path / "many"
     (d / "sub").mkdir(parents=True)
-    names = [f"{i:05d}-" + "w" * 234 for i in range(900)]
+    names = [f"{i:05d}-" + "w" * 234 for i in range(950)]  # 287-byte links: > 256 KiB
     for n in names:
         (d / n).write_bytes(n.encode())
     (d / "sub" / "inner.txt").write_text("inner")
