@@ -57,42 +57,54 @@ def _mask_translate(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
 ALIGN_THRESHOLD = 128 * 1024
 
 
-def _xor_scratch(data: bytes | bytearray | memoryview, key: bytes) -> Any:
-    """``data`` XOR the repeated ``key`` in this thread's scratch buffer (a numpy view of it).
+def _scratch(n: int) -> tuple[Any, memoryview]:
+    """This thread's scratch buffer of at least ``n + 8`` bytes: (uint64 array, byte view).
 
-    The body is XORed as ``uint64`` words with the key repeated twice, the bytes before an
-    8-byte boundary (large inputs) and the 0-7 trailing bytes one by one. The scratch buffer
-    is reused: a fresh buffer per call costs page faults that dominate the XOR itself for large
-    payloads (measured here: 1.7 ms against 0.1 ms at 1 MiB).
+    It is reused: a fresh buffer per call costs page faults that dominate the XOR itself for
+    large payloads (measured here: 1.7 ms against 0.1 ms at 1 MiB).
+    """
+    sc: tuple[Any, memoryview] | None = getattr(_local, "scratch", None)
+    if sc is None or len(sc[1]) < n + 8:
+        size = (max(n + 8, 2 * (0 if sc is None else len(sc[1]))) + 7) & ~7
+        words = _numpy().empty(size >> 3, dtype="uint64")
+        sc = _local.scratch = (words, memoryview(words).cast("B"))
+    return sc
+
+
+def _xor_view(data: bytes | bytearray | memoryview, key: bytes) -> memoryview:
+    """``data`` XOR the repeated ``key``, as a view of this thread's scratch buffer.
+
+    The view is valid until the next call in this thread. The body is one numpy pass over
+    ``uint64`` words (the key repeated, rotated to the body's start); the 0-7 bytes before an
+    8-byte boundary of the source (large inputs only) and after the last whole word are XORed
+    as small integers. One numpy call in all, since its fixed cost dominates mid sizes.
     """
     np = _numpy()
     n = len(data)
-    scratch = getattr(_local, "scratch", None)
-    if scratch is None or len(scratch) < n + 8:
-        size = max(n + 8, 2 * (0 if scratch is None else len(scratch)))
-        scratch = _local.scratch = np.empty(size, dtype=np.uint8)
-    src = np.frombuffer(data, dtype=np.uint8)
-    skew = src.__array_interface__["data"][0] & 7 if n >= ALIGN_THRESHOLD else 0
-    lead = -skew & 7  # bytes before the source's next 8-byte boundary
-    out = scratch[skew : skew + n]  # so that out[lead:] is 8-byte aligned as well
-    key12 = key * 3
+    words_out, out = _scratch(n)
+    skew = 0
+    if n >= ALIGN_THRESHOLD:
+        skew = np.frombuffer(data, np.uint8, 1).__array_interface__["data"][0] & 7
+    lead = min(-skew & 7, n)
+    words = (n - lead) >> 3
+    end = lead + (words << 3)
     if lead:
-        out[:lead] = src[:lead] ^ np.frombuffer(key12, dtype=np.uint8)[:lead]
-    key8 = key12[lead & 3 : (lead & 3) + 8]
-    end = lead + ((n - lead) & ~7)
-    np.bitwise_xor(
-        src[lead:end].view(np.uint64),
-        np.uint64(int.from_bytes(key8, "little")),
-        out=out[lead:end].view(np.uint64),
-    )
+        out[skew : skew + lead] = _mask_int(memoryview(data)[:lead], key)
+    if words:
+        first = (skew + lead) >> 3  # skew + lead is 0 or 8: the output words are aligned too
+        np.bitwise_xor(
+            np.frombuffer(data, np.uint64, words, lead),
+            int.from_bytes((key * 3)[lead & 3 : (lead & 3) + 8], "little"),
+            out=words_out[first : first + words],
+        )
     if end != n:
-        out[end:] = src[end:] ^ np.frombuffer(key8, dtype=np.uint8)[: n - end]
-    return out
+        rotated = (key * 2)[end & 3 : (end & 3) + 4]
+        out[skew + end : skew + n] = _mask_int(memoryview(data)[end:], rotated)
+    return out[skew : skew + n]
 
 
 def _mask_numpy(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
-    result: bytes = _xor_scratch(data, key).tobytes()
-    return result
+    return bytes(_xor_view(data, key))
 
 
 def mask_into(prefix: bytes, data: bytes | bytearray | memoryview, key: bytes) -> bytes:
@@ -101,7 +113,7 @@ def mask_into(prefix: bytes, data: bytes | bytearray | memoryview, key: bytes) -
     Used for a client's large frames: the header is the prefix, and the whole frame goes to
     the transport in one write.
     """
-    return b"".join((prefix, memoryview(_xor_scratch(data, key))))
+    return b"".join((prefix, _xor_view(data, key)))
 
 
 def apply_mask(data: bytes | bytearray | memoryview, key: bytes) -> bytes:
