@@ -194,11 +194,17 @@ async def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             )
             oks.append(ok)
             if not ok:  # why: how many live honest replicas existed, how far the lookup went
-                holders = sum(
-                    1 for nd in nodes if not nd._closed and nd.core.store.get(key, time.time())
-                )
+                now = time.time()
+                holders = [
+                    nd.address
+                    for nd in nodes
+                    if not nd._closed and nd.core.store.get(key, now) and nd is not node
+                ]
+                known = sum(1 for a in holders if node.core.proven_id(a) is not None)
+                dead = sum(1 for a in holders if node.core.presumed_dead(a, now))
                 print(
-                    f"[{name}] failed get: {len(res.values)} values, {holders} live holders, "
+                    f"[{name}] failed get: {len(res.values)} values, {len(holders)} live "
+                    f"holders ({known} proven by the getter, {dead} presumed dead by it), "
                     f"{res.queried} queried, {res.finished - res.started:.1f} s",
                     file=sys.stderr,
                 )

@@ -49,6 +49,8 @@ class Candidate:
     state: CandState = CandState.NEW
     token: bytes | None = None
     had_values: bool = False
+    timed_out: bool = False
+    retried: bool = False
 
     def __lt__(self, other: Candidate) -> bool:
         return self.dist < other.dist
@@ -180,7 +182,20 @@ class Lookup:
                 out.append(c)
         # A slow node is not a missing one: wait for stalled queries (until their hard
         # deadline) before giving up on the path.
-        return p.in_flight > 0 or any(c.state == CandState.STALLED for c in p.shortlist)
+        if p.in_flight > 0 or any(c.state == CandState.STALLED for c in p.shortlist):
+            return True
+        # Last, a second chance for the nearest candidates that timed out (an overloaded or
+        # briefly unreachable node is not a dead one; spec/dht.md rule 25).
+        for c in p.shortlist[: self.k]:
+            if p.in_flight >= self.alpha:
+                break
+            if c.state == CandState.FAILED and c.timed_out and not c.retried:
+                c.state = CandState.IN_FLIGHT
+                c.retried = True
+                p.in_flight += 1
+                self.queried += 1
+                out.append(c)
+        return p.in_flight > 0
 
     @property
     def done(self) -> bool:
@@ -211,11 +226,12 @@ class Lookup:
             self._settle(c)
             c.state = CandState.STALLED
 
-    def on_fail(self, c: Candidate) -> None:
-        """No usable answer: hard timeout, an ERROR, or a failed proof."""
+    def on_fail(self, c: Candidate, *, timed_out: bool = False) -> None:
+        """No usable answer: hard timeout (``timed_out``), an ERROR, or a failed proof."""
         if c.state in (CandState.IN_FLIGHT, CandState.STALLED, CandState.NEW):
             self._settle(c)
             c.state = CandState.FAILED
+            c.timed_out = timed_out
 
     def answered(self) -> list[Candidate]:
         """Every candidate that answered, nearest first, across paths."""

@@ -135,7 +135,10 @@ class LookupOp(Operation):
             skipped = False
             for c in batch:
                 # spec/dht.md §Timeouts: an address that just timed out is not asked again.
-                if core.presumed_dead(c.addr, now) or not self._query(core, c, now):
+                if not c.retried and core.presumed_dead(c.addr, now):
+                    self.lookup.on_fail(c, timed_out=True)
+                    skipped = True
+                elif not self._query(core, c, now):
                     self.lookup.on_fail(c)
                     skipped = True
             batch = self.lookup.next_queries() if skipped else []
@@ -185,7 +188,7 @@ class LookupOp(Operation):
 
     def on_fail(self, core: DHTCore, req: Request, now: float) -> None:
         if not self.finished and isinstance(req.tag, Candidate):
-            self.lookup.on_fail(req.tag)
+            self.lookup.on_fail(req.tag, timed_out=req.expired)
             self._pump(core, now)
 
     def _finish(self, core: DHTCore, now: float) -> None:

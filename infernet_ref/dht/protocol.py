@@ -94,6 +94,7 @@ class Request:
     tag: Any = None
     stalled: bool = False
     done: bool = False
+    expired: bool = False  # reached the hard deadline unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +444,7 @@ class DHTCore:
                     req.owner.on_stall(self, req, now)
                 continue
             req.done = True
+            req.expired = True
             del self.pending[t]
             p = self.peers.get(req.addr)
             if p is not None:

@@ -178,3 +178,32 @@ def test_settle_mode_waits_for_a_stalled_near_contact() -> None:
             lk.next_queries()
             assert lk.done
             assert lk.result()[0].node_id == ranked[0]
+
+
+def test_value_lookup_retries_timed_out_near_contacts_once() -> None:
+    """spec/dht.md rule 25: before a value lookup gives up, the nearest candidates that timed out
+    get one more query (a briefly overloaded replica is not a dead one); refusals do not."""
+    ids, addrs = _network(40, 11)
+    target = random.Random(3).randbytes(32)
+    ranked = _closest(ids[1:], target, 39)
+    slow, refuser = ranked[0], ranked[1]
+    for exhaustive in (False, True):
+        lk = Lookup(target, own_id=ids[0], k=5, alpha=3, exhaustive=exhaustive)
+        lk.seed([(x, addrs[x]) for x in ranked[:8]])
+        asked: dict[bytes, int] = {}
+        for _ in range(100):
+            batch = lk.next_queries()
+            if lk.done or not batch:
+                break
+            for c in batch:
+                asked[c.node_id] = asked.get(c.node_id, 0) + 1
+                if c.node_id == slow and asked[slow] == 1:
+                    lk.on_fail(c, timed_out=True)
+                elif c.node_id == refuser:
+                    lk.on_fail(c)  # an ERROR: not retried
+                else:
+                    lk.on_response(c, c.node_id, [], None)
+        assert lk.done
+        assert asked[refuser] == 1
+        assert asked[slow] == (2 if exhaustive else 1)
+        assert (slow in {c.node_id for c in lk.answered()}) is exhaustive
