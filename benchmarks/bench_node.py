@@ -117,6 +117,12 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--jobs", type=int, default=3)
     ap.add_argument(
+        "--max-batch",
+        type=int,
+        default=16,
+        help="the providers' max_batch_sessions (1: no batching across concurrent jobs)",
+    )
+    ap.add_argument(
         "--backend",
         default="in-process",
         choices=["in-process", "bubblewrap", "docker"],
@@ -153,7 +159,10 @@ def main() -> int:
                         "sandbox": sandbox,
                         "log": {"level": "warning"},
                         "models": [{"cid": cid, "path": str(model)}],
-                        "resources": {"devices": [{"kind": "cpu", "memory_bytes": mem}]},
+                        "resources": {
+                            "devices": [{"kind": "cpu", "memory_bytes": mem}],
+                            "max_batch_sessions": args.max_batch,
+                        },
                     },
                     workdir=work,
                 )

@@ -62,12 +62,12 @@ class Batcher:
         if first.tokens == 1:
             seen = {first.session}
             for s in self.queue[1:]:
+                if len(group) >= self.max_batch:
+                    break
                 same_kind = (s.sample is None) == (first.sample is None)
                 if s.tokens == 1 and same_kind and s.session not in seen:
                     group.append(s)
                     seen.add(s.session)
-                if len(group) >= self.max_batch:
-                    break
         for s in group:
             self.queue.remove(s)
         return group

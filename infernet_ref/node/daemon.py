@@ -200,6 +200,7 @@ class Node(ModelPublishing):
             kv_block_size=int(res.get("kv_block_size", 16)),
             secret_key=self.sk,
             device="cuda" if any(d["kind"] == "cuda" for d in res.get("devices", [])) else "cpu",
+            max_batch=int(res.get("max_batch_sessions", 16)),
         )
         if any("path" not in m for m in self.cfg.raw.get("models", [])):
             self.fetch_task = asyncio.create_task(self._fetch_models())

@@ -95,10 +95,12 @@ class Provider:
         kv_block_size: int = 16,
         secret_key: bytes | None = None,
         device: str = "cpu",
+        max_batch: int = MAX_BATCH,
     ) -> None:
         self.models = {m.cid: m for m in models}
         self.sk = secret_key
         self.device = device  # where workers put their stage (cpu, cuda, cuda:N)
+        self.max_batch = max_batch
         self.router: Router | None = None
         if secret_key is not None:
             from infernet_ref.nostr import public_key  # noqa: PLC0415
@@ -410,7 +412,7 @@ class Provider:
                 reply = await self._worker_call(handle, req, payload)
                 return reply, reply.pop("_payload")
 
-            batcher = Batcher(call, max_batch=1 if key[3] > 1 else MAX_BATCH)
+            batcher = Batcher(call, max_batch=1 if key[3] > 1 else self.max_batch)
             self._batchers[key] = batcher
         return batcher
 

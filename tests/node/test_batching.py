@@ -132,3 +132,39 @@ async def test_concurrent_jobs_share_forwards(
     batchers = list(prov.provider._batchers.values())
     assert sum(b.batches for b in batchers) >= 1  # the jobs' decode steps did share forwards
     assert sum(b.batched_steps for b in batchers) >= 2 * sum(b.batches for b in batchers)
+
+
+async def test_batcher_groups_respect_the_limit_and_kind() -> None:
+    from infernet_ref.node.batching import Batcher
+
+    sent: list[dict[str, Any]] = []
+    gate = asyncio.Event()
+
+    async def call(req: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
+        sent.append(req)
+        if len(sent) == 1:
+            await gate.wait()  # the first step holds the worker while the others queue
+        if req["op"] == "stage.forward_batch":
+            n = len(req["sessions"])
+            if "samples" in req:
+                return {"tokens": list(range(n)), "seconds": 0.0}, b""
+            return {"seconds": 0.0}, join_batch([b"x"] * n)
+        return {"session": req["session"], "token": 7}, b""
+
+    b = Batcher(call, max_batch=2)
+    greedy = {"sample_index": 0, "temperature": 0, "seed": 0}
+    first = asyncio.create_task(b.step("s0", b"p", 1, greedy))
+    await asyncio.sleep(0)
+    rest = [
+        asyncio.create_task(b.step("s1", b"p", 1, greedy)),
+        asyncio.create_task(b.step("s2", b"p", 1, greedy)),
+        asyncio.create_task(b.step("s3", b"p", 5, greedy)),  # a prefill: alone
+        asyncio.create_task(b.step("s4", b"p", 1, None)),  # another kind: not mixed
+        asyncio.create_task(b.step("s5", b"p", 1, greedy)),
+    ]
+    await asyncio.sleep(0)
+    gate.set()
+    await asyncio.gather(first, *rest)
+    shapes = [req.get("sessions", [req.get("session")]) for req in sent]
+    assert shapes == [["s0"], ["s1", "s2"], ["s3"], ["s4"], ["s5"]]
+    assert (b.batches, b.batched_steps) == (1, 2)
