@@ -8,12 +8,14 @@ bytes echoed per second, one direction) and the ratio ours / websockets.
     .venv/bin/python benchmarks/bench_ws.py                 # everything, ~2 minutes
     .venv/bin/python benchmarks/bench_ws.py --seconds 0.5   # quicker
     .venv/bin/python benchmarks/bench_ws.py --micro         # only masking / UTF-8
+    .venv/bin/python benchmarks/bench_ws.py --paired        # alternating batches, steadier
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import time
 import timeit
 from collections.abc import Awaitable, Callable
@@ -68,6 +70,81 @@ async def bench_websockets(size: int, seconds: float, compression: bool) -> floa
         port = server.sockets[0].getsockname()[1]
         async with connect(f"ws://127.0.0.1:{port}/", **kw) as client:
             return await _measure(client.send, client.recv, size, seconds)
+
+
+async def _batch(
+    send: Callable[[bytes], Awaitable[None]],
+    recv: Callable[[], Awaitable[Any]],
+    payload: bytes,
+    count: int,
+) -> float:
+    t0 = time.perf_counter()
+    for _ in range(count):
+        await send(payload)
+        await recv()
+    return time.perf_counter() - t0
+
+
+async def bench_paired(size: int, seconds: float) -> tuple[float, float, list[float]]:
+    """Both stacks connected at once in one loop, timed in alternating batches of round-trips.
+
+    A load spike on a shared machine hits the two members of a batch pair alike, so the
+    median of the per-pair ratios is far steadier than a ratio of separate runs.
+    Returns (ours rt/s, websockets rt/s, per-pair ratios ours/websockets).
+    """
+    from websockets.asyncio.client import connect as ws_connect
+    from websockets.asyncio.server import serve as ws_serve
+
+    from infernet_ref import ws
+
+    kw: dict[str, Any] = {"compression": None, "max_size": None, "ping_interval": None}
+    payload = os.urandom(size)
+    count = 10 if size < 100_000 else 2
+    async with (
+        await ws.serve(_echo, compression=False, ping_interval=None) as ours_srv,
+        ws_serve(_echo, "127.0.0.1", 0, **kw) as ws_srv,
+    ):
+        port = ws_srv.sockets[0].getsockname()[1]
+        async with (
+            ws.connect(
+                f"ws://127.0.0.1:{ours_srv.port}/", compression=False, ping_interval=None
+            ) as ours,
+            ws_connect(f"ws://127.0.0.1:{port}/", **kw) as theirs,
+        ):
+            sides = [(ours.send, ours.recv), (theirs.send, theirs.recv)]
+            for send, recv in sides:  # warm-up
+                await _batch(send, recv, payload, 3)
+            totals, ratios = [0.0, 0.0], []
+            deadline = time.perf_counter() + 2 * seconds
+            while time.perf_counter() < deadline:
+                order = (0, 1) if len(ratios) % 2 == 0 else (1, 0)
+                dt = [0.0, 0.0]
+                for i in order:
+                    dt[i] = await _batch(*sides[i], payload, count)
+                    totals[i] += dt[i]
+                ratios.append(dt[1] / dt[0])
+            n = len(ratios) * count
+            return n / totals[0], n / totals[1], ratios
+
+
+def paired_table(loops: list[str], seconds: float) -> None:
+    print("\n== echo round-trips, paired (both stacks open at once, alternating batches) ==")
+    print(f"{seconds:g} s per stack per cell; ratio = median of per-batch ratios [quartiles]")
+    print(f"{'loop':8} {'size':>8} {'ours rt/s':>10} {'ws rt/s':>10} {'ratio':>6}  quartiles")
+    for loop_name in loops:
+        for size in SIZES:
+            ours, theirs, ratios = _run_any(bench_paired(size, seconds), loop_name)
+            q1, med, q3 = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+            print(
+                f"{loop_name:8} {size:>8} {ours:>10.0f} {theirs:>10.0f} {med:>6.2f}  "
+                f"[{q1:.2f}-{q3:.2f}] n={len(ratios)}"
+            )
+
+
+def _run_any(coro: Awaitable[Any], loop_name: str) -> Any:
+    from infernet_ref.ws.loop import run
+
+    return run(coro, use_uvloop=loop_name == "uvloop")
 
 
 def _run(coro: Awaitable[float], loop_name: str) -> float:
@@ -165,12 +242,18 @@ def main() -> None:
         "--compression", action="store_true", help="also run with permessage-deflate on"
     )
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="message sizes, bytes")
+    parser.add_argument(
+        "--paired", action="store_true", help="only the paired (alternating-batch) echo table"
+    )
     args = parser.parse_args()
     from infernet_ref.ws.loop import uvloop_available
 
     SIZES[:] = [int(x) for x in args.sizes.split(",")]
     loops = [lp for lp in args.loops.split(",") if lp != "uvloop" or uvloop_available()]
     print("note: shared machine; figures are noisy — compare ratios within one run")
+    if args.paired:
+        paired_table(loops, args.seconds)
+        return
     if not args.micro:
         echo_table(loops, args.seconds, compression=False, rounds=args.rounds)
         if args.compression:
