@@ -4,7 +4,8 @@ Theory of operation. Bytes from the peer wait in a :class:`~infernet_ref.ws.buff
 :func:`parse_frames` is a generator that reads it as straight-line code — first two bytes,
 header with extended length and masking key, payload — yielding ``None`` whenever it needs more
 bytes and a :class:`Frame` whenever one is complete. A payload inside one received chunk is
-read as a view and unmasked straight into its final ``bytes`` (one pass). Every
+read as a view and unmasked straight into its final ``bytes`` (one pass); a read that holds
+exactly one frame skips the queue (:func:`parse_single_frame`). Every
 rule that one frame can break on its own is checked here and raised as
 :class:`~infernet_ref.ws.errors.WebSocketProtocolError` with its close code; rules about
 *sequences* of frames (fragmentation, RSV1 on continuations) live in ``connection.py``.
