@@ -1,21 +1,20 @@
-"""The asyncio adapter: a UDP socket (asyncio-dgram) driving :class:`DHTCore` (spec/dht.md §API).
+"""The asyncio adapter: a UDP socket driving :class:`DHTCore` (spec/dht.md §API).
 
-Theory of operation: one receive task feeds every datagram to the core with ``time.time()``; after
-each call the adapter flushes the core's outgoing datagrams, resolves futures for finished
-operations and re-arms a single ``call_later`` for the core's next timer. Public coroutines start
-an operation in the core and await its future. Nothing here interprets the protocol.
+Theory of operation: the socket's :class:`asyncio.DatagramProtocol` callback feeds every datagram
+to the core with ``time.time()`` as the event loop reads it (no queue and no task switch, so an
+answer costs no extra loop iteration); after each call the adapter flushes the core's outgoing
+datagrams, resolves futures for finished operations and re-arms a single ``call_later`` for the
+core's next timer. Public coroutines start an operation in the core and await its future. Nothing
+here interprets the protocol.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import time
 from dataclasses import dataclass
 from typing import Any
-
-import asyncio_dgram
 
 from infernet_ref.dht.ops import LookupResult, PutResult
 from infernet_ref.dht.protocol import DHTConfig, DHTCore
@@ -39,14 +38,13 @@ class NodeContact:
 class DHTNode:
     """A DHT node on a UDP socket (notes/CONTRACTS.md §DHT API)."""
 
-    def __init__(self, core: DHTCore, stream: Any) -> None:
+    def __init__(self, core: DHTCore, transport: asyncio.DatagramTransport) -> None:
         self.core = core
-        self._stream = stream
+        self._transport = transport
         self._futures: dict[int, asyncio.Future[Any]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at: float | None = None
         self._closed = False
-        self._recv_task = asyncio.get_running_loop().create_task(self._recv_loop())
 
     @classmethod
     async def create(
@@ -64,9 +62,13 @@ class DHTNode:
         ``public_addresses`` are addresses (e.g. a NAT's forwarded port) at which peers reach us
         besides the bound one; we prove our key only for challenges naming one of them
         (spec/dht.md §Identity 2)."""
-        stream = await asyncio_dgram.bind((host, port))
+        proto = _Protocol()
+        transport, _ = await asyncio.get_running_loop().create_datagram_endpoint(
+            lambda: proto, local_addr=(host, port)
+        )
         core = DHTCore(secret_key, now=time.time(), random_bytes=os.urandom, config=config)
-        node = cls(core, stream)
+        node = cls(core, transport)
+        proto.node = node
         core.set_addresses([node.address, *(public_addresses or [])])
         if bootstrap:
             await node.bootstrap(bootstrap)
@@ -76,7 +78,7 @@ class DHTNode:
 
     @property
     def address(self) -> Addr:
-        host, port = self._stream.sockname[:2]
+        host, port = self._transport.get_extra_info("sockname")[:2]
         return (str(host), int(port))
 
     @property
@@ -84,21 +86,14 @@ class DHTNode:
         return self.core.node_id
 
     # ---- driving the core --------------------------------------------------------------
-    async def _recv_loop(self) -> None:
-        while True:
-            try:
-                data, addr = await self._stream.recv()
-            except (asyncio_dgram.TransportClosed, asyncio.CancelledError):
-                return
-            except OSError:  # ICMP errors (port unreachable) surface here: a timeout handles them
-                continue
-            self.core.receive_datagram(data, (str(addr[0]), int(addr[1])), time.time())
-            self._flush()
+    def _on_datagram(self, data: bytes, addr: Any) -> None:
+        if self._closed:
+            return
+        self.core.receive_datagram(data, (str(addr[0]), int(addr[1])), time.time())
+        self._flush()
 
     def _flush(self) -> None:
-        # asyncio-dgram's send() is a coroutine around transport.sendto; the core's output is
-        # produced in bulk, so write it straight through the same transport.
-        transport = self._stream._transport
+        transport = self._transport
         for data, addr in self.core.datagrams_to_send():
             if not transport.is_closing():
                 transport.sendto(data, addr)
@@ -190,7 +185,19 @@ class DHTNode:
             if not fut.done():
                 fut.set_exception(LocalProtocolError("the DHT node was closed"))
         self._futures.clear()
-        self._stream.close()
-        self._recv_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._recv_task
+        self._transport.close()
+        await asyncio.sleep(0)  # let the transport finish closing its socket
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    """Hands each datagram to its node as the event loop reads it."""
+
+    def __init__(self) -> None:
+        self.node: DHTNode | None = None
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        if self.node is not None:
+            self.node._on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        """ICMP errors (port unreachable): the request's timeout handles the silent peer."""
