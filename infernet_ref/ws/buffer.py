@@ -1,7 +1,7 @@
 """The receive buffer of the frame parser: chunks kept as received, joined only when needed.
 
-The connection hands over ``bytes`` chunks (a copy of each read that is not exactly one frame:
-the asyncio adapter reads into a reused buffer of 2 MiB). Appending them to one
+A transport hands over ``bytes`` chunks (up to 256 KiB each; a read that is exactly one frame
+never gets here). Appending them to one
 ``bytearray`` would copy every byte once on arrival and again when a payload is sliced out;
 :class:`ByteQueue` keeps the chunks in a deque and :meth:`ByteQueue.take` returns a payload that
 lies inside one chunk as a zero-copy ``memoryview`` (or the chunk itself), joining chunks only

@@ -1,16 +1,17 @@
 """The asyncio adapter over the sans-I/O core: the :class:`WebSocket` object handlers use.
 
-Theory of operation. :class:`WebSocket` *is* the ``asyncio.BufferedProtocol`` (one object per
-connection, no extra hop per message). The transport reads into one read buffer per thread
-(:func:`_read_buffer`; reused, so no per-read allocation, whose page faults cost more than the
-copy at 64 KiB and up), and ``buffer_updated`` feeds a view of it to the core, which unmasks
-or copies what it keeps before returning. The core writes its automatic replies at once; complete messages go to a ``deque`` and wake the one pending ``recv()`` through
-a plain future. Reading pauses when ``max_queue`` messages (or ``max_queue_bytes``) wait
-unread, and when automatic replies (pongs) meet a write buffer above its high-water mark (so
-a peer that floods pings without reading cannot grow our buffers); it resumes below the
-low-water marks. ``send()`` writes each frame with one ``transport.write`` (a large unmasked
-payload goes with its header through ``writelines``, a writev where the loop has one) and awaits drain only when the transport asked to pause. Timers (keepalive
-ping/pong, close timeout) are ``loop.call_later`` handles owned here, never in the core.
+Theory of operation. :class:`WebSocket` *is* the ``asyncio.Protocol`` (one object per
+connection, no extra hop per message). ``data_received`` feeds the core and writes its automatic
+replies at once (a plain ``Protocol``: measured here, a ``BufferedProtocol`` reading into one
+reused buffer was 10-25% slower at 64 KiB on both loops); complete messages go to a ``deque``
+and wake the one pending ``recv()`` through a plain future. Reading pauses when ``max_queue``
+messages (or ``max_queue_bytes``) wait unread, and when automatic replies (pongs) meet a write
+buffer above its high-water mark (so a peer that floods pings without reading cannot grow our
+buffers); it resumes below the low-water marks. ``send()`` writes each frame with one
+``transport.write`` (a large unmasked payload goes with its header through ``writelines``, one
+writev where the loop has it) and awaits drain only when the transport asked to pause. Timers
+(keepalive ping/pong, close timeout) are ``loop.call_later`` handles owned here, never in the
+core.
 
 Closing (RFC 6455 §7.1): the server closes TCP first once both close frames crossed; a client
 waits ``close_timeout`` for that, then closes itself. After a protocol violation the close frame
@@ -24,7 +25,6 @@ import abc
 import asyncio
 import logging
 import os
-import threading
 from collections import deque
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
 from typing import cast
@@ -40,21 +40,8 @@ logger = logging.getLogger("infernet_ref.ws")
 
 DataLike = str | bytes | bytearray | memoryview
 
-#: Size of the per-thread read buffer handed to transports: a 1 MiB frame fits one read.
-READ_BUFFER_SIZE = 2 * 1024 * 1024
-_reader = threading.local()
 
-
-def _read_buffer() -> memoryview:
-    """This thread's read buffer. One suffices: every transport fills it and calls
-    ``buffer_updated`` synchronously, and the core keeps no reference to it after returning."""
-    view: memoryview | None = getattr(_reader, "view", None)
-    if view is None:
-        view = _reader.view = memoryview(bytearray(READ_BUFFER_SIZE))
-    return view
-
-
-class WebSocket(asyncio.BufferedProtocol, metaclass=abc.ABCMeta):
+class WebSocket(asyncio.Protocol, metaclass=abc.ABCMeta):
     """One WebSocket connection (client or server side) in the asyncio API."""
 
     is_server = False
@@ -127,21 +114,11 @@ class WebSocket(asyncio.BufferedProtocol, metaclass=abc.ABCMeta):
         else:
             self._feed(data)
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _read_buffer()
-
-    def buffer_updated(self, nbytes: int) -> None:
-        view = _read_buffer()[:nbytes]
-        if self._conn is None:
-            self._handshake_data(bytes(view))
-        else:
-            self._feed(view)
-
     @abc.abstractmethod
     def _handshake_data(self, data: bytes) -> None:
         """Bytes before the opening handshake completed (the server and client sides differ)."""
 
-    def _feed(self, data: bytes | memoryview) -> None:
+    def _feed(self, data: bytes) -> None:
         conn = self._conn
         assert conn is not None
         assert self._transport is not None

@@ -10,7 +10,6 @@ import pytest
 from infernet_ref import ws
 from infernet_ref.ws.frames import Opcode, encode_frame
 from infernet_ref.ws.handshake import accept_key
-from infernet_ref.ws.protocol import READ_BUFFER_SIZE
 
 UPGRADE = (
     "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -222,9 +221,9 @@ async def test_backpressure_bounds_buffers(limits: dict[str, int]) -> None:
         await asyncio.sleep(0.3)
         assert not task.done()  # the sender is blocked on drain
         assert sent < 400
-        # The server holds at most its limits plus what one read (READ_BUFFER_SIZE at most)
-        # delivered after crossing them.
-        per_read = READ_BUFFER_SIZE // len(chunk)
+        # The server holds at most its limits plus what one read (256 KiB at most, i.e. 4 of
+        # these messages) delivered after crossing them.
+        per_read = 256 * 1024 // len(chunk)
         assert len(conn._messages) <= limits["max_queue"] + per_read
         assert conn._queued_bytes <= limits.get("max_queue_bytes", 1 << 40) + (per_read + 1) * len(
             chunk

@@ -2,8 +2,8 @@
 
 ``parse_single_frame`` must give exactly the frame :func:`parse_frames` gives for the same
 bytes whenever it answers at all (any length encoding, 7/16/64-bit), and ``receive_data`` must
-keep nothing from a caller's buffer: the asyncio adapter hands it a view of one read buffer per
-thread that the next read overwrites.
+keep nothing from a caller's buffer: a sans-I/O caller may hand it a view of a buffer that its
+next read overwrites.
 """
 
 from __future__ import annotations
