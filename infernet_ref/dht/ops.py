@@ -104,7 +104,12 @@ class LookupOp(Operation):
             exhaustive=self.want_values,
             settle=self.settle,
         )
-        seeds = core.table.closest(self.target, core.config.k * self.paths)
+        n = core.config.k * self.paths
+        seeds = core.table.closest(self.target, n)
+        if len(seeds) < n:  # a table thinned by failures: contacts that failed once may be back
+            have = {c.node_id for c in seeds}
+            extra = core.table.closest(self.target, n, include_failing=True)
+            seeds += [c for c in extra if c.node_id not in have][: n - len(seeds)]
         self.lookup.seed([(c.node_id, c.addr) for c in seeds])
         if self.want_values:  # our own replica counts as one node that returned values
             local = core.store.get(self.target, now)

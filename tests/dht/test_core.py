@@ -361,3 +361,21 @@ def test_timed_out_address_is_skipped_until_heard_from() -> None:
     net.run(b, b.find_node(a.node_id, net.now))  # b queries a: alive after all
     assert not a.presumed_dead(b_addr, net.now)
     assert not a.presumed_dead(b_addr, net.now + a.config.dead_ttl)
+
+
+def test_lookup_seeds_from_failing_contacts_when_the_table_is_thin() -> None:
+    """A node whose contacts all failed once (e.g. after a network blip) still starts lookups."""
+    from infernet_ref.dht.storage import ValueStore
+
+    net = joined_net(8)
+    core = list(net.cores.values())[3]
+    key, ev = content_record(bytes([6]) * 32)
+    other = list(net.cores.values())[5]
+    assert net.run(other, other.put(key, ev, net.now)).stored > 0
+    core.store = ValueStore()  # no local replica: the value must come from the network
+    for c in core.table.contacts():
+        c.fails = 1
+    assert core.table.closest(bytes(32)) == []
+    res = net.run(core, core.get(key, net.now))
+    assert res.queried > 0
+    assert [v["id"] for v in res.values] == [ev["id"]]
