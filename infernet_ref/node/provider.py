@@ -27,13 +27,15 @@ from typing import Any
 from infernet_ref.errors import InfernetError
 from infernet_ref.node.batching import MAX_BATCH, Batcher
 from infernet_ref.node.errors import ErrorCode, JobProtocolError, StoreError
+from infernet_ref.node.framemeta import check_frame_header, frame_meta
 from infernet_ref.node.jobstate import JobState
 from infernet_ref.node.log import JsonLog
 from infernet_ref.node.messages import Message
-from infernet_ref.node.payloads import open_json
 from infernet_ref.node.routing import Ring, Route, Router
+from infernet_ref.node.stageinputs import StageInputs
 from infernet_ref.node.store import Store
 from infernet_ref.node.transport import JobPeer
+from infernet_ref.node.workerpool import WorkerPool
 
 ROLE = "provider"
 
@@ -80,7 +82,7 @@ class ProviderJob:
     peer: JobPeer | None = None  # the connection that offered it: its close ends the job
 
 
-class Provider:
+class Provider(StageInputs, WorkerPool):
     """Provider role state and message handlers (one per node)."""
 
     def __init__(
@@ -239,42 +241,6 @@ class Provider:
             self.store.transition(pj.job, ROLE, JobState.RUNNING, now=time.time(), note="assigned")
         await peer.send("sys.ok", {"job": pj.job}, re=msg.id)
 
-    async def _worker(self, served: ServedModel, shard: dict[str, Any]) -> Any:
-        from infernet_ref.node.sandbox import WorkerSpec  # noqa: PLC0415
-
-        key = (served.cid, shard["layer_start"], shard["layer_end"], shard["tp"], served.dtype)
-        lock = self._worker_locks.setdefault(key, asyncio.Lock())
-        async with lock:
-            handle = self.workers.get(key)
-            if handle is not None and handle.alive:
-                return handle
-            spec = WorkerSpec(
-                model_dir=served.path,
-                layer_start=shard["layer_start"],
-                layer_end=shard["layer_end"],
-                tp_size=shard["tp"],
-                dtype=served.dtype,
-                memory_limit_bytes=int(self.sandbox.get("memory_limit_bytes", 4 << 30)),
-                cpus=float(self.sandbox.get("cpus", 1)),
-                pids_limit=int(self.sandbox.get("pids_limit", 256)),
-                device=self.device,
-            )
-            self.log.info(
-                "provider.worker_start",
-                model=served.cid,
-                layers=[shard["layer_start"], shard["layer_end"]],
-                tp=shard["tp"],
-            )
-            handle = await self.executor.start(spec)
-            info, _ = await handle.request({"op": "ping"})
-            if info.get("model_error"):
-                await handle.close()
-                raise JobProtocolError(
-                    f"worker could not load the model: {info['model_error']}", ErrorCode.SANDBOX
-                )
-            self.workers[key] = handle
-            return handle
-
     async def _open(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         body = msg.body_dict
         pj = self._job(peer, body["job"])
@@ -306,37 +272,6 @@ class Provider:
             re=msg.id,
         )
 
-    async def _worker_call(
-        self, handle: Any, req: dict[str, Any], payload: bytes = b""
-    ) -> dict[str, Any]:
-        from infernet_ref.node.sandbox import WorkerCrashed, WorkerError  # noqa: PLC0415
-
-        try:
-            header, out = await handle.request(req, payload)
-        except WorkerError as exc:
-            code = {
-                "unknown_session": ErrorCode.UNKNOWN_SESSION,
-                "duplicate": ErrorCode.DUPLICATE,
-                "no_capacity": ErrorCode.NO_CAPACITY,
-                "too_long": ErrorCode.NO_CAPACITY,
-                "bad_frame": ErrorCode.BAD_REQUEST,
-                "bad_request": ErrorCode.BAD_REQUEST,
-            }.get(exc.error_code, ErrorCode.SANDBOX)
-            raise JobProtocolError(f"stage refused: {exc.detail}", code) from exc
-        except WorkerCrashed as exc:
-            raise JobProtocolError(f"stage worker crashed: {exc}", ErrorCode.SANDBOX) from exc
-        result: dict[str, Any] = dict(header)
-        result["_payload"] = out
-        return result
-
-    def _session(self, peer: JobPeer, sid: str) -> Session:
-        s = self.sessions.get(sid)
-        if s is None or s.peer is not peer:
-            raise JobProtocolError(
-                f"no session {sid} on this connection", ErrorCode.UNKNOWN_SESSION
-            )
-        return s
-
     async def _forward(self, peer: JobPeer, msg: Message, payload: bytes | None) -> None:
         body = msg.body_dict
         s = self.sessions.get(body["session"])
@@ -357,7 +292,7 @@ class Provider:
                 ErrorCode.INVALID_STATE,
             )
         assert payload is not None  # the schema requires payload, the core pairs the frame
-        header = _frame_meta(payload)  # parsed once: session/position check and token count
+        header = frame_meta(payload)  # parsed once: session/position check and token count
         check_frame_header(payload, s.id, s.position, header=header)
         if s.route is not None:
             assert self.router is not None
@@ -367,131 +302,6 @@ class Provider:
         out, seconds, _ = await self._compute(s, payload, header=header)
         reply = {"session": s.id, "step": body["step"], "compute_ms": round(seconds * 1000, 3)}
         await peer.send("stage.output", reply, re=msg.id, payload=out)
-
-    async def _compute(
-        self,
-        s: Session,
-        payload: bytes,
-        *,
-        header: dict[str, Any] | None = None,
-        sample: dict[str, Any] | None = None,
-    ) -> tuple[bytes, float, int | None]:
-        """Run one step of ``s`` on its worker; the session advances by the frame's tokens.
-        Returns the output frame, the wall time of the worker call and the sampled token.
-
-        With ``sample`` (the worker's sampling fields incl. ``sample_index``) the last stage's
-        worker samples and only the token comes back (spec/node-worker.md)."""
-        handle = self.workers.get(s.worker_key)
-        if handle is None or not handle.alive:
-            raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
-        n = frame_tokens(payload, header=header)
-        fields: dict[str, Any] | None = None
-        if sample is not None and s.route is not None:
-            fields = {**sample, "sample_index": s.position + n - s.route.prompt_tokens}
-        start = time.perf_counter()
-        reply, out = await self._batcher(s.worker_key).step(s.id, payload, n, fields)
-        seconds = time.perf_counter() - start  # the worker call: sandbox channel included
-        s.step += 1
-        s.position += n
-        self.steps_served += 1
-        token = reply.get("token")
-        if sample is not None and not isinstance(token, int):
-            raise JobProtocolError("the stage worker did not sample", ErrorCode.SANDBOX)
-        return out, seconds, token
-
-    def _batcher(self, key: tuple[Any, ...]) -> Batcher:
-        """The step queue of the worker for ``key``: steps of concurrent sessions share forwards
-        (spec/node-worker.md stage.forward_batch); TP workers (key[3] > 1) take one at a time."""
-        batcher = self._batchers.get(key)
-        if batcher is None:
-
-            async def call(req: dict[str, Any], payload: bytes) -> tuple[dict[str, Any], bytes]:
-                handle = self.workers.get(key)
-                if handle is None or not handle.alive:
-                    raise JobProtocolError("the stage worker is gone", ErrorCode.SANDBOX)
-                reply = await self._worker_call(handle, req, payload)
-                return reply, reply.pop("_payload")
-
-            batcher = Batcher(call, max_batch=1 if key[3] > 1 else self.max_batch)
-            self._batchers[key] = batcher
-        return batcher
-
-    async def _inputs(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
-        """Stage 0 of a routed session starts (spec/job.md §Direct routing rule 1, §Replay)."""
-        from infernet_ref.specs import validate_data  # noqa: PLC0415
-
-        body = msg.body_dict
-        s = self._session(peer, body["session"])
-        r = s.route
-        if r is None or not r.first or self.router is None:
-            raise JobProtocolError(
-                f"session {s.id} is not a routed stage 0", ErrorCode.INVALID_STATE
-            )
-        if s.ring is not None or s.step:
-            raise JobProtocolError(f"session {s.id} has started already", ErrorCode.INVALID_STATE)
-        if "replay" in body:
-            ring = self._replay_ring(peer, body["replay"], r)
-        else:
-            plain = open_json(body["inputs"], self.router.sk, sender=r.client)
-            try:
-                validate_data(plain, "job-messages", pointer="/$defs/InputsPlaintext")
-            except InfernetError as exc:
-                raise JobProtocolError(f"inputs: {exc}") from exc
-            ring = Ring(
-                list(plain["prompt_ids"]),
-                bytes.fromhex(plain.get("salt", "")),
-                list(plain.get("generated_ids", [])),
-            )
-        self._check_inputs(s, r, ring)
-        s.ring = ring
-        await peer.send("sys.ok", {"session": s.id}, re=msg.id)
-        s.task = self.router.start(s)
-
-    def _replay_ring(self, peer: JobPeer, replay: dict[str, Any], r: Route) -> Ring:
-        old = self.sessions.get(replay["session"])
-        if old is None or old.opener != peer.peer_pubkey or old.ring is None:
-            raise JobProtocolError(
-                f"no stage-0 session {replay['session']} of yours to replay",
-                ErrorCode.INVALID_STATE,
-            )
-        if old.route is None or old.route.client != r.client:  # the history stays the client's
-            raise JobProtocolError(
-                f"session {old.id} holds another client's history", ErrorCode.INVALID_STATE
-            )
-        n = replay["generated"]
-        if n > len(old.ring.generated):
-            raise JobProtocolError(
-                f"session {old.id} produced {len(old.ring.generated)} tokens, not {n}",
-                ErrorCode.INVALID_STATE,
-            )
-        return Ring(list(old.ring.prompt), old.ring.salt, old.ring.generated[:n])
-
-    def _check_inputs(self, s: Session, r: Route, ring: Ring) -> None:
-        vocab = self._vocab(s)
-        if len(ring.prompt) != r.prompt_tokens:
-            raise JobProtocolError(
-                f"inputs hold {len(ring.prompt)} prompt tokens, the route says {r.prompt_tokens}"
-            )
-        if len(ring.generated) >= r.max_new_tokens:
-            raise JobProtocolError("inputs already hold every token to generate")
-        if len(ring.prompt) + r.max_new_tokens > s.max_tokens:
-            raise JobProtocolError(
-                f"prompt and new tokens exceed the session's {s.max_tokens}", ErrorCode.NO_CAPACITY
-            )
-        if vocab and any(t >= vocab for t in ring.prompt + ring.generated):
-            raise JobProtocolError(f"token ids must be below the vocabulary size {vocab}")
-
-    def _vocab(self, s: Session) -> int:
-        served = self.models.get(s.worker_key[0])
-        if served is None:
-            return 0
-        import json  # noqa: PLC0415
-
-        try:
-            cfg = json.loads((served.path / "config.json").read_text())
-        except (OSError, ValueError):
-            return 0
-        return int(cfg.get("vocab_size", 0))
 
     async def _close(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         s = self._session(peer, msg.body_dict["session"])
@@ -546,45 +356,3 @@ class Provider:
             with contextlib.suppress(InfernetError, OSError):
                 await handle.close()
         self.workers.clear()
-
-
-def _frame_meta(payload: bytes) -> dict[str, Any]:
-    """The ``__metadata__`` and tensor entries of a safetensors header, without torch."""
-    import json  # noqa: PLC0415
-
-    if len(payload) < 8:
-        raise JobProtocolError("activation frame shorter than its header length")
-    n = int.from_bytes(payload[:8], "little")
-    if n > min(len(payload) - 8, 1 << 20):
-        raise JobProtocolError("activation frame header length out of range")
-    try:
-        header = json.loads(payload[8 : 8 + n])
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise JobProtocolError(f"activation frame header is not JSON: {exc}") from exc
-    if not isinstance(header, dict) or not isinstance(header.get("__metadata__"), dict):
-        raise JobProtocolError("activation frame has no metadata")
-    return header
-
-
-def check_frame_header(
-    payload: bytes, session: str, position: int, *, header: dict[str, Any] | None = None
-) -> None:
-    """The frame must belong to ``session`` at ``position`` (spec/job.md §Pipeline sessions).
-
-    ``header`` is the already parsed :func:`_frame_meta` of ``payload``, when the caller has it.
-    """
-    meta = (header if header is not None else _frame_meta(payload))["__metadata__"]
-    if meta.get("session") != session or meta.get("position") != str(position):
-        raise JobProtocolError(
-            f"activation frame is for session {meta.get('session')!r} at {meta.get('position')!r}, not {session!r} at {position}"
-        )
-
-
-def frame_tokens(payload: bytes, *, header: dict[str, Any] | None = None) -> int:
-    """Number of tokens an input frame carries (its tensor's first dimension)."""
-    if header is None:
-        header = _frame_meta(payload)
-    for name, entry in header.items():
-        if name != "__metadata__" and isinstance(entry, dict) and entry.get("shape"):
-            return int(entry["shape"][0])
-    raise JobProtocolError("activation frame holds no tensor")

@@ -11,7 +11,7 @@ from conftest import node_config
 from infernet_conformance import Target, all_cases, load_cases
 from infernet_conformance.runner import run_cases, select
 
-from infernet_ref.node import provider as provider_module
+from infernet_ref.node import stageinputs as provider_module  # where stage.inputs opens
 from infernet_ref.node.daemon import Node
 
 SANDBOX = {"backend": "in-process", "allow_in_process": True}
