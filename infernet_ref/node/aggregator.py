@@ -27,18 +27,17 @@ from pathlib import Path
 from typing import Any
 
 from infernet_ref.errors import InfernetError
+from infernet_ref.node.clientrelay import ClientRelay
 from infernet_ref.node.driver import (
     GenerateSpec,
     ReplicaDriver,
-    ReplicaError,
-    ReplicaResult,
-    StageFailed,
 )
 from infernet_ref.node.errors import ErrorCode, JobProtocolError, PlanningError, StoreError
 from infernet_ref.node.jobstate import JobState
 from infernet_ref.node.limits import ClientLimits
 from infernet_ref.node.log import JsonLog
 from infernet_ref.node.messages import Message
+from infernet_ref.node.outcomes import JobOutcomes
 from infernet_ref.node.planner import (
     JobNeeds,
     JobPlan,
@@ -49,8 +48,7 @@ from infernet_ref.node.planner import (
     replacement,
 )
 from infernet_ref.node.store import Store
-from infernet_ref.node.transport import JobPeer, PeerClosed
-from infernet_ref.node.verify import compare
+from infernet_ref.node.transport import JobPeer
 
 ROLE = "aggregator"
 Directory = Callable[[str], Awaitable[list[ProviderOffer]]]
@@ -93,7 +91,7 @@ class RunningJob:
     waiting: dict[int, asyncio.Future[dict[str, Any]]] = field(default_factory=dict)
 
 
-class Aggregator:
+class Aggregator(ClientRelay, JobOutcomes):
     def __init__(
         self,
         *,
@@ -332,204 +330,6 @@ class Aggregator:
             self.running.pop(job, None)
             self._release(run.owner)
 
-    def _on_token(self, run: RunningJob) -> Callable[[int, int, dict[str, Any]], Awaitable[None]]:
-        async def on_token(replica: int, index: int, sealed: dict[str, Any]) -> None:
-            if replica == 0:
-                run.done_tokens = index + 1
-            if run.client is not None:  # every replica: the client needs them for a replay
-                body = {
-                    "job": run.job,
-                    "state": "running",
-                    "done": index + 1,
-                    "tokens": sealed,
-                    "replica": replica,
-                }
-                with contextlib.suppress(InfernetError):
-                    await run.client.send("job.progress", body)
-
-        return on_token
-
-    def _inputs_source(
-        self, run: RunningJob
-    ) -> Callable[[int, str, int], Awaitable[dict[str, Any]]]:
-        """The driver's ``inputs``: the client's first job.inputs, or a job.replay answered."""
-
-        async def inputs(replica: int, key: str, generated: int) -> dict[str, Any]:
-            first = run.initial.get(replica)
-            if generated == 0 and first is not None and first["to"] == key:
-                return first
-            run.stage0[replica] = key
-            fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-            run.waiting[replica] = fut
-            try:
-                if first is not None or generated:
-                    if run.client is None:
-                        raise ReplicaError(
-                            "stage 0 moved and the client is not connected to re-seal its inputs",
-                            ErrorCode.PROVIDER_FAILED,
-                        )
-                    body = {"job": run.job, "replica": replica, "provider": key}
-                    await run.client.send("job.replay", {**body, "generated": generated})
-                    try:  # an unanswered replay fails the job with 5001, first inputs with 4300
-                        async with asyncio.timeout(self.stage_timeout):
-                            return await fut
-                    except TimeoutError:
-                        raise ReplicaError(
-                            "the client did not answer job.replay in time",
-                            ErrorCode.PROVIDER_FAILED,
-                        ) from None
-                async with asyncio.timeout(self.stage_timeout):
-                    return await fut
-            finally:
-                run.waiting.pop(replica, None)
-
-        return inputs
-
-    def _inputs(self, peer: JobPeer, msg: Message) -> None:
-        """job.inputs: checked for addressing, handed unopened to the replica's driver."""
-        b = msg.body_dict
-        rec = self._own(peer, b["job"])
-        run = self.running.get(rec.job)
-        replica, sealed = b["replica"], b["inputs"]
-        if run is None or replica not in run.stage0:
-            raise JobProtocolError(
-                f"job {rec.job} has no replica {replica} running", ErrorCode.INVALID_STATE
-            )
-        if sealed["to"] != run.stage0[replica] or sealed["from"] != run.owner:
-            raise JobProtocolError(
-                "inputs must be sealed by the job's owner to the replica's stage-0 provider",
-                ErrorCode.FORBIDDEN,
-            )
-        fut = run.waiting.get(replica)
-        if fut is not None and not fut.done():
-            fut.set_result(sealed)
-            run.initial.setdefault(replica, sealed)
-        elif replica not in run.initial:
-            run.initial[replica] = sealed
-        else:
-            raise JobProtocolError(
-                f"replica {replica} is not waiting for inputs", ErrorCode.INVALID_STATE
-            )
-
-    async def _finish(self, run: RunningJob, spec: GenerateSpec, results: list[Any]) -> None:
-        job = run.job
-        now = time.time()
-        failures = [r for r in results if isinstance(r, BaseException)]
-        done = [r for r in results if isinstance(r, ReplicaResult)]
-        for d in run.drivers:
-            for key in d.failed_providers:
-                self.store.peer_outcome(key, ok=False, now=now)
-        if failures:
-            first = failures[0]
-            code = (
-                first.error_code
-                if isinstance(first, JobProtocolError)
-                else ErrorCode.PROVIDER_FAILED
-                if isinstance(first, StageFailed | PlanningError)
-                else ErrorCode.INTERNAL
-            )
-            self._terminal(job, JobState.FAILED, error=str(first), error_code=int(code))
-            await self._result(
-                run, JobState.FAILED, error={"code": int(code), "message": str(first)[:1000]}
-            )
-            return
-        hashes = [r.output_sha256 for r in done]
-        for i, (d, h) in enumerate(zip(run.drivers, hashes, strict=True)):
-            self.store.record_result(job, i, h, d.used_providers, now=now)
-        v = compare(hashes, [d.placements_keys() for d in run.drivers])
-        majority, winner, mismatched, verdict = v.majority, v.winner, list(v.mismatched), v.verdict
-        for d in run.drivers:
-            for key in d.placements_keys():
-                bad = key in mismatched  # verify.compare names who is at fault
-                self.store.peer_outcome(key, ok=True, now=now, result=not bad, mismatch=bad)
-        verification = v.to_wire()
-        rec0 = self.store.get_job(job, ROLE)
-        if rec0.plan is not None and rec0.plan.get("sampled"):
-            verification["sampled"] = True
-        if verdict == "mismatch":
-            self.log.warning(
-                "job.verification_mismatch", job=job, hashes=hashes, mismatched=mismatched
-            )
-        output = done[winner]
-        self.store.transition(
-            job,
-            ROLE,
-            JobState.VERIFYING if len(hashes) > 1 else JobState.COMPLETED,
-            now=now,
-            output={"count": output.count, "sealed": output.output, "finish": output.finish},
-            output_sha256=majority,
-            verification=verification,
-            reroutes=sum(d.reroutes for d in run.drivers),
-        )
-        if len(hashes) > 1:
-            self.store.transition(job, ROLE, JobState.COMPLETED, now=time.time(), note=verdict)
-        providers = sorted({k for d in run.drivers for k in d.used_providers})
-        rec = self.store.get_job(job, ROLE)
-        await self._result(
-            run,
-            JobState.COMPLETED,
-            output=output,
-            sha=majority,
-            verification=verification,
-            providers=providers,
-            plan=rec.plan,
-            reroutes=rec.reroutes,
-        )
-        self.log.info(
-            "job.completed",
-            job=job,
-            tokens=output.count,
-            sha256=majority,
-            verdict=verdict,
-            reroutes=rec.reroutes,
-            **run.drivers[0].timing(),
-        )
-
-    def _terminal(self, job: str, state: JobState, **fields: Any) -> None:
-        rec = self.store.find_job(job, ROLE)
-        if rec is not None and not rec.terminal:
-            note = fields.pop("note", None)
-            self.store.transition(job, ROLE, state, now=time.time(), note=note, **fields)
-
-    async def _progress(self, run: RunningJob, state: JobState, *, note: str | None = None) -> None:
-        if run.client is None:
-            return
-        body: dict[str, Any] = {"job": run.job, "state": state.value, "done": run.done_tokens}
-        if note:
-            body["note"] = note
-        with contextlib.suppress(InfernetError):
-            await run.client.send("job.progress", body)
-
-    async def _result(
-        self,
-        run: RunningJob,
-        state: JobState,
-        *,
-        output: ReplicaResult | None = None,
-        sha: str | None = None,
-        verification: dict[str, Any] | None = None,
-        providers: list[str] | None = None,
-        plan: dict[str, Any] | None = None,
-        reroutes: int = 0,
-        error: dict[str, Any] | None = None,
-    ) -> None:
-        if run.client is None:
-            return
-        body: dict[str, Any] = {"job": run.job, "state": state.value, "reroutes": reroutes}
-        if output is not None:
-            body.update(output=output.output, output_sha256=sha, tokens=output.count)
-        for k, v in (
-            ("verification", verification),
-            ("providers", providers),
-            ("plan", plan),
-            ("error", error),
-        ):
-            if v is not None:
-                body[k] = v
-        with contextlib.suppress(InfernetError, PeerClosed):
-            await run.client.send("job.result", body)
-
-    # ---- cancel / status --------------------------------------------------------------------
     def _own(self, peer: JobPeer, job: str) -> Any:
         rec = self.store.find_job(job, ROLE)
         if rec is None:
