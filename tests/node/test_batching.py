@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 import torch
-from conftest import hf_greedy, node_config
-from test_swarm import SANDBOX, start
+from conftest import hf_greedy
+from test_swarm import one_provider
 
 from infernet_ref.node.client import submit_job
 from infernet_ref.node.daemon import Node
@@ -97,26 +97,7 @@ async def test_concurrent_jobs_share_forwards(
     tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
 ) -> None:
     path, model, cid = tiny_model
-    prov = await start(
-        no_nodes,
-        node_config(
-            tmp_path,
-            "p",
-            roles=["provider"],
-            sandbox=SANDBOX,
-            models=[{"cid": cid, "path": str(path)}],
-        ),
-    )
-    agg = await start(
-        no_nodes,
-        node_config(
-            tmp_path,
-            "agg",
-            roles=["aggregator"],
-            peers=[prov.endpoint],
-            models=[{"cid": cid, "path": str(path)}],
-        ),
-    )
+    prov, agg = await one_provider(tmp_path, path, cid, no_nodes)
     outs = await asyncio.gather(
         *(
             submit_job(

@@ -7,8 +7,7 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from conftest import node_config
-from test_swarm import SANDBOX, start
+from test_swarm import one_provider
 
 from infernet_ref.node.client import submit_job
 from infernet_ref.node.daemon import Node
@@ -44,26 +43,8 @@ async def test_aggregator_refuses_a_flooding_client(
     tmp_path: Path, tiny_model: Any, no_nodes: list[Node]
 ) -> None:
     path, _, cid = tiny_model
-    prov = await start(
-        no_nodes,
-        node_config(
-            tmp_path,
-            "p",
-            roles=["provider"],
-            sandbox=SANDBOX,
-            models=[{"cid": cid, "path": str(path)}],
-        ),
-    )
-    agg = await start(
-        no_nodes,
-        node_config(
-            tmp_path,
-            "agg",
-            roles=["aggregator"],
-            peers=[prov.endpoint],
-            models=[{"cid": cid, "path": str(path)}],
-            aggregator={"submits_per_minute": 3, "max_active_jobs_per_client": 1},
-        ),
+    _, agg = await one_provider(
+        tmp_path, path, cid, no_nodes, submits_per_minute=3, max_active_jobs_per_client=1
     )
     flood, other = generate_secret_key(), generate_secret_key()
     kw: dict[str, Any] = {"model": cid, "prompt_ids": [1, 2, 3], "max_new_tokens": 3}
@@ -93,26 +74,7 @@ async def test_client_allow_list_keeps_the_prompt_from_other_providers(
     """spec/job.md §Encryption: a client that restricts the keys it seals to cancels a job whose
     plan names another stage-0 provider, and the prompt never leaves it."""
     path, _, cid = tiny_model
-    prov = await start(
-        no_nodes,
-        node_config(
-            tmp_path,
-            "p",
-            roles=["provider"],
-            sandbox=SANDBOX,
-            models=[{"cid": cid, "path": str(path)}],
-        ),
-    )
-    agg = await start(
-        no_nodes,
-        node_config(
-            tmp_path,
-            "agg",
-            roles=["aggregator"],
-            peers=[prov.endpoint],
-            models=[{"cid": cid, "path": str(path)}],
-        ),
-    )
+    prov, agg = await one_provider(tmp_path, path, cid, no_nodes)
     kw: dict[str, Any] = {"model": cid, "prompt_ids": [1, 2, 3], "max_new_tokens": 3}
     out = await submit_job(agg.endpoint, generate_secret_key(), allow_providers=["ab" * 32], **kw)
     assert out.state == "failed"

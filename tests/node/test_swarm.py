@@ -41,6 +41,26 @@ async def start(nodes: list[Node], cfg: Any) -> Node:
     return node
 
 
+async def one_provider(
+    tmp: Path, model_path: Path, cid: str, nodes: list[Node], **aggregator: Any
+) -> tuple[Node, Node]:
+    """One in-process provider holding the whole model and an aggregator that knows it
+    (``aggregator``: its settings)."""
+    models = [{"cid": cid, "path": str(model_path)}]
+    prov = await start(
+        nodes, node_config(tmp, "p", roles=["provider"], sandbox=SANDBOX, models=models)
+    )
+    cfg = node_config(
+        tmp,
+        "agg",
+        roles=["aggregator"],
+        peers=[prov.endpoint],
+        models=models,
+        aggregator=aggregator,
+    )
+    return prov, await start(nodes, cfg)
+
+
 async def swarm(
     tmp: Path,
     model_path: Path,
