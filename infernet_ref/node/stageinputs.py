@@ -9,6 +9,9 @@ session as it was.
 
 from __future__ import annotations
 
+import functools
+import json
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from infernet_ref.errors import InfernetError
@@ -104,12 +107,14 @@ class StageInputs:
 
     def _vocab(self, s: Session) -> int:
         served = self.models.get(s.worker_key[0])
-        if served is None:
-            return 0
-        import json  # noqa: PLC0415
+        return 0 if served is None else _vocab_size(served.path)
 
-        try:
-            cfg = json.loads((served.path / "config.json").read_text())
-        except (OSError, ValueError):
-            return 0
-        return int(cfg.get("vocab_size", 0))
+
+@functools.lru_cache(maxsize=64)
+def _vocab_size(model_dir: Path) -> int:
+    """The served model's vocabulary size from its config.json (0: unknown), read once."""
+    try:
+        cfg = json.loads((model_dir / "config.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return int(cfg.get("vocab_size", 0)) if isinstance(cfg, dict) else 0
