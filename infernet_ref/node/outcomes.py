@@ -67,14 +67,15 @@ class JobOutcomes:
                 bad = key in mismatched  # verify.compare names who is at fault
                 self.store.peer_outcome(key, ok=True, now=now, result=not bad, mismatch=bad)
         verification = v.to_wire()
-        rec0 = self.store.get_job(job, ROLE)
-        if rec0.plan is not None and rec0.plan.get("sampled"):
+        plan = self.store.get_job(job, ROLE).plan
+        if plan is not None and plan.get("sampled"):
             verification["sampled"] = True
         if verdict == "mismatch":
             self.log.warning(
                 "job.verification_mismatch", job=job, hashes=hashes, mismatched=mismatched
             )
         output = done[winner]
+        reroutes = sum(d.reroutes for d in run.drivers)
         self.store.transition(
             job,
             ROLE,
@@ -83,12 +84,11 @@ class JobOutcomes:
             output={"count": output.count, "sealed": output.output, "finish": output.finish},
             output_sha256=majority,
             verification=verification,
-            reroutes=sum(d.reroutes for d in run.drivers),
+            reroutes=reroutes,
         )
         if len(hashes) > 1:
             self.store.transition(job, ROLE, JobState.COMPLETED, now=time.time(), note=verdict)
         providers = sorted({k for d in run.drivers for k in d.used_providers})
-        rec = self.store.get_job(job, ROLE)
         await self._result(
             run,
             JobState.COMPLETED,
@@ -96,8 +96,8 @@ class JobOutcomes:
             sha=majority,
             verification=verification,
             providers=providers,
-            plan=rec.plan,
-            reroutes=rec.reroutes,
+            plan=plan,
+            reroutes=reroutes,
         )
         self.log.info(
             "job.completed",
@@ -105,7 +105,7 @@ class JobOutcomes:
             tokens=output.count,
             sha256=majority,
             verdict=verdict,
-            reroutes=rec.reroutes,
+            reroutes=reroutes,
             **run.drivers[0].timing(),
         )
 
