@@ -98,6 +98,14 @@ async def test_concurrent_jobs_share_forwards(
 ) -> None:
     path, model, cid = tiny_model
     prov, agg = await one_provider(tmp_path, path, cid, no_nodes)
+    assert prov.provider is not None
+    worker_call = prov.provider._worker_call
+
+    async def slow_call(*args: Any) -> Any:  # 20 ms a forward: the jobs' steps surely overlap
+        await asyncio.sleep(0.02)
+        return await worker_call(*args)
+
+    prov.provider._worker_call = slow_call  # type: ignore[method-assign]
     outs = await asyncio.gather(
         *(
             submit_job(
@@ -109,7 +117,6 @@ async def test_concurrent_jobs_share_forwards(
     for out, prompt in zip(outs, PROMPTS.values(), strict=True):
         assert out.state == "completed", out.error
         assert out.tokens == hf_greedy(model, prompt, 12)
-    assert prov.provider is not None
     batchers = list(prov.provider._batchers.values())
     assert sum(b.batches for b in batchers) >= 1  # the jobs' decode steps did share forwards
     assert sum(b.batched_steps for b in batchers) >= 2 * sum(b.batches for b in batchers)
