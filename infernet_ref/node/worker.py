@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import secrets
 import sys
 from dataclasses import dataclass
@@ -132,11 +131,32 @@ def join_batch(frames: list[bytes]) -> bytes:
     return b"".join(len(f).to_bytes(8, "little") + f for f in frames)
 
 
-def torch_stack_rows(rows: list[Any]) -> Any:
-    """Logits rows (each (V,) or (1, V)) as one fp32 (S, V) tensor for the sampler."""
+def _sampling(h: dict[str, Any]) -> tuple[Any, int]:
+    """One step's sampling request (spec/node-worker.md ``sample_index``): the runtime's
+    SamplingParams and the output index to sample."""
+    from infernet_ref.runtime.sampling import SamplingParams  # noqa: PLC0415
+
+    params = SamplingParams(
+        max_tokens=1,
+        temperature=_num(h, "temperature", 0.0, 100.0, 0.0),
+        top_k=_int(h, "top_k", 0, 1 << 20, 0),
+        top_p=_num(h, "top_p", 1e-9, 1.0, 1.0),
+        seed=_int(h, "seed", 0, (1 << 53) - 1, 0),
+    )
+    return params, _int(h, "sample_index", 0, 65535, 0)
+
+
+def _sample_rows(rows: list[Any], requests: list[tuple[Any, int]]) -> list[int]:
+    """Sample one token per logits row (each (V,) or (1, V), taken in fp32), row i with
+    ``requests[i]``, seeded per (seed, index) as spec/job.md §Determinism says."""
     import torch  # noqa: PLC0415
 
-    return torch.stack([r.float().reshape(-1) for r in rows])
+    from infernet_ref.runtime.sampling import sample  # noqa: PLC0415
+
+    logits = torch.stack([r.float().reshape(-1) for r in rows])
+    params = [p for p, _ in requests]
+    seeds = [p.seed for p in params]
+    return [int(t) for t in sample(logits, params, seeds, [i for _, i in requests]).tolist()]
 
 
 def _frame_session(payload: bytes) -> str | None:
@@ -202,28 +222,17 @@ class StageWorker:
         """A last stage's step that samples output ``sample_index`` itself (spec/node-worker.md):
         the fp32 logits, seeded per (seed, index) as spec/job.md §Determinism says."""
         from infernet_ref.runtime.frames import decode_frame  # noqa: PLC0415
-        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
 
         if not self.stage.is_last:
             raise OpError("bad_request", "only the last stage samples")
-        seed = _int(h, "seed", 0, (1 << 53) - 1, 0)
-        params = SamplingParams(
-            max_tokens=1,
-            temperature=_num(h, "temperature", 0.0, 100.0, 0.0),
-            top_k=_int(h, "top_k", 0, 1 << 20, 0),
-            top_p=_num(h, "top_p", 1e-9, 1.0, 1.0),
-            seed=seed,
-        )
-        index = _int(h, "sample_index", 0, 65535, 0)
+        request = _sampling(h)
         self._broadcast("FORWARD", data)
         frame = self.stage.forward_frame(decode_frame(data, max_size=self.args.max_payload))
-        logits = frame.tensor.float().reshape(1, -1)
-        return int(sample(logits, [params], [seed], [index])[0])
+        return _sample_rows([frame.tensor], [request])[0]
 
     def _forward_batch(self, h: dict[str, Any], payload: bytes) -> Reply:
         """Several sessions' frames in one forward (spec/node-worker.md stage.forward_batch)."""
         from infernet_ref.runtime.frames import decode_frame, encode_frame  # noqa: PLC0415
-        from infernet_ref.runtime.sampling import SamplingParams, sample  # noqa: PLC0415
 
         if self.tp > 1:
             raise OpError("bad_request", "batched forwards need a worker without followers")
@@ -240,24 +249,12 @@ class StageWorker:
         samples = h.get("samples")
         if samples is not None and (not self.stage.is_last or len(samples) != len(sessions)):
             raise OpError("bad_request", "samples: one per session, on the last stage only")
+        requests = None if samples is None else [_sampling(x) for x in samples]  # before running
         outs = self.stage.forward_frames(frames)  # checks every frame before running any
         reply: dict[str, Any] = {"sessions": sessions, "seconds": self.stage.last_forward_seconds}
-        if samples is None:
+        if requests is None:
             return reply, join_batch([encode_frame(o, self.stage.wire_dtype) for o in outs])
-        params = [
-            SamplingParams(
-                max_tokens=1,
-                temperature=float(x["temperature"]),
-                top_k=int(x.get("top_k", 0)),
-                top_p=float(x.get("top_p", 1.0)),
-                seed=int(x["seed"]),
-            )
-            for x in samples
-        ]
-        logits = torch_stack_rows([o.tensor for o in outs])
-        seeds = [int(x["seed"]) for x in samples]
-        index = [int(x["sample_index"]) for x in samples]
-        reply["tokens"] = [int(t) for t in sample(logits, params, seeds, index).tolist()]
+        reply["tokens"] = _sample_rows([o.tensor for o in outs], requests)
         return reply, b""
 
     def _open(self, session: str, max_tokens: int) -> int:
@@ -426,7 +423,9 @@ def load_stage(args: WorkerArgs) -> Any:
 
         init_group(args.rank, args.world, args.port)
         group = dist.group.WORLD
-    if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", args.device):
+    from infernet_ref.node.sandbox.spec import DEVICE  # noqa: PLC0415
+
+    if not DEVICE.fullmatch(args.device):
         raise OpError("bad_request", f"device {args.device!r} is not cpu, cuda or cuda:N")
     if args.device != "cpu" and args.world > 1:
         raise OpError("bad_request", "tensor parallelism on CUDA is not built in this version")
