@@ -37,7 +37,7 @@ from infernet_ref.node.jobstate import JobState
 from infernet_ref.node.limits import ClientLimits
 from infernet_ref.node.log import JsonLog
 from infernet_ref.node.messages import Message
-from infernet_ref.node.outcomes import JobOutcomes
+from infernet_ref.node.outcomes import ROLE, JobOutcomes
 from infernet_ref.node.planner import (
     JobNeeds,
     JobPlan,
@@ -50,7 +50,6 @@ from infernet_ref.node.planner import (
 from infernet_ref.node.store import Store
 from infernet_ref.node.transport import JobPeer
 
-ROLE = "aggregator"
 Directory = Callable[[str], Awaitable[list[ProviderOffer]]]
 
 

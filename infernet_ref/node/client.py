@@ -25,7 +25,7 @@ from infernet_ref.errors import InfernetError
 from infernet_ref.node.errors import ErrorCode, RemoteJobError
 from infernet_ref.node.jobstate import TRANSITIONS, JobState
 from infernet_ref.node.messages import Message
-from infernet_ref.node.payloads import open_json, output_sha256, seal_json
+from infernet_ref.node.payloads import open_plaintext, output_sha256, seal_json
 from infernet_ref.node.store import Store
 from infernet_ref.node.transport import JobPeer, PeerClosed, open_peer
 
@@ -237,13 +237,9 @@ class _Session:
 
 def _open_tokens(sealed: dict[str, Any], sk: bytes, senders: set[str]) -> list[int]:
     """Decrypt TokensPlaintext sealed by one of ``senders`` (spec/job.md §Encryption)."""
-    from infernet_ref.specs import validate_data  # noqa: PLC0415
-
     if sealed.get("from") not in senders:
         raise InfernetError("tokens sealed by a key that is not this replica's stage 0")
-    plain = open_json(sealed, sk, sender=None)
-    validate_data(plain, "job-messages", pointer="/$defs/TokensPlaintext")
-    return list(plain["ids"])
+    return list(open_plaintext(sealed, sk, sender=None, def_name="TokensPlaintext")["ids"])
 
 
 def _apply_result(

@@ -103,6 +103,22 @@ def open_json(payload: dict[str, Any], secret_key: bytes, *, sender: str | None)
         raise JobProtocolError(f"encrypted payload does not decrypt: {exc}") from exc
 
 
+def open_plaintext(
+    payload: dict[str, Any], secret_key: bytes, *, sender: str | None, def_name: str
+) -> dict[str, Any]:
+    """:func:`open_json`, then the plaintext checked against job-messages ``$defs/<def_name>``
+    (InputsPlaintext, TokensPlaintext; a mismatch is 4000)."""
+    from infernet_ref.specs import validate_data  # noqa: PLC0415
+
+    plain = open_json(payload, secret_key, sender=sender)
+    try:
+        validate_data(plain, "job-messages", pointer=f"/$defs/{def_name}")
+    except InfernetError as exc:
+        raise JobProtocolError(f"{def_name}: {exc}") from exc
+    result: dict[str, Any] = plain
+    return result
+
+
 def check_ids(value: Any, name: str, *, max_len: int = 1 << 20) -> list[int]:
     """A list of token ids (0..2^32-1), else JobProtocolError 4000."""
     if (

@@ -14,10 +14,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from infernet_ref.errors import InfernetError
 from infernet_ref.node.errors import ErrorCode, JobProtocolError
 from infernet_ref.node.messages import Message
-from infernet_ref.node.payloads import open_json
+from infernet_ref.node.payloads import open_plaintext
 from infernet_ref.node.routing import Ring, Route, Router
 from infernet_ref.node.transport import JobPeer
 
@@ -42,8 +41,6 @@ class StageInputs:
 
     async def _inputs(self, peer: JobPeer, msg: Message, _: bytes | None) -> None:
         """Stage 0 of a routed session starts (spec/job.md §Direct routing rule 1, §Replay)."""
-        from infernet_ref.specs import validate_data  # noqa: PLC0415
-
         body = msg.body_dict
         s = self._session(peer, body["session"])
         r = s.route
@@ -56,11 +53,9 @@ class StageInputs:
         if "replay" in body:
             ring = self._replay_ring(peer, body["replay"], r)
         else:
-            plain = open_json(body["inputs"], self.router.sk, sender=r.client)
-            try:
-                validate_data(plain, "job-messages", pointer="/$defs/InputsPlaintext")
-            except InfernetError as exc:
-                raise JobProtocolError(f"inputs: {exc}") from exc
+            plain = open_plaintext(
+                body["inputs"], self.router.sk, sender=r.client, def_name="InputsPlaintext"
+            )
             ring = Ring(
                 list(plain["prompt_ids"]),
                 bytes.fromhex(plain.get("salt", "")),

@@ -100,10 +100,10 @@ async def test_route_cases_fail_on_providers_that_break_the_rules(
             s.route = dataclasses.replace(s.route, prev=s.opener)
 
     provider._open = lax_open  # type: ignore[method-assign]
-    real_open_json = provider_module.open_json
+    real_open = provider_module.open_plaintext
 
-    def any_sender(payload: Any, secret_key: bytes, *, sender: str | None) -> Any:
-        return real_open_json(payload, secret_key, sender=None)
+    def any_sender(payload: Any, secret_key: bytes, *, sender: str | None, def_name: str) -> Any:
+        return real_open(payload, secret_key, sender=None, def_name=def_name)
 
     load_cases()
     cases = select(all_cases(), ["job.route"])
@@ -113,7 +113,7 @@ async def test_route_cases_fail_on_providers_that_break_the_rules(
     assert verdicts["job.route.inputs_wrong_sender"] == "pass"
     assert verdicts["job.route.inputs_unknown_session"] == "pass"
     provider._open = opened  # type: ignore[method-assign]
-    monkeypatch.setattr(provider_module, "open_json", any_sender)
+    monkeypatch.setattr(provider_module, "open_plaintext", any_sender)
     report = await run_cases(cases, _targets(prov, agg, path, cid), timeout=20)
     verdicts = {r.id: r.verdict.value for r in report.results}
     assert verdicts["job.route.inputs_wrong_sender"] == "fail"

@@ -54,6 +54,10 @@ class WorkerError(SandboxError, RemoteProtocolError):
         self.detail = message
 
 
+#: A worker device name (spec/node-worker.md §Worker ``--device``).
+DEVICE = re.compile(r"cpu|cuda(:\d{1,2})?")
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerSpec:
     """What to run and how tightly to confine it (spec/node-worker.md §Executor).
@@ -91,7 +95,7 @@ class WorkerSpec:
             raise LocalProtocolError("tp_size >= 1, cpus > 0 and pids_limit >= 8 are required")
         if self.memory_limit_bytes < 16 << 20:
             raise LocalProtocolError("memory_limit_bytes must be at least 16 MiB")
-        if not re.fullmatch(r"cpu|cuda(:\d{1,2})?", self.device):
+        if not DEVICE.fullmatch(self.device):
             raise LocalProtocolError(f"device {self.device!r} is not cpu, cuda or cuda:N")
         for name, _ in self.env:
             if not name.startswith("INFERNET_"):
